@@ -1,0 +1,456 @@
+package render
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/go-git/go-billy/v5/osfs"
+
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/format/gitignore"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/spf13/afero"
+)
+
+// MaxFileSize bounds a single source file. A notes site has no business
+// holding files this large, and reading one into memory would hurt.
+const MaxFileSize = 256 << 20
+
+// SourceOptions say which commit of which site to read.
+type SourceOptions struct {
+	// SiteDir is the Hugo site root: the repository root or a folder in it.
+	SiteDir string
+	// Revision is anything go-git can resolve (HEAD, a branch, a tag, a sha).
+	// Empty means HEAD.
+	Revision string
+	// AllowDirty renders the work tree instead of refusing when it has
+	// uncommitted changes. The revision is then marked "<sha>-dirty".
+	AllowDirty bool
+	// Branch overrides the branch name detected from HEAD (CI checkouts are
+	// often detached).
+	Branch string
+	// SourceDateEpoch, when set, replaces the commit time as the build time.
+	SourceDateEpoch *time.Time
+}
+
+// Source is one site commit, read into memory.
+type Source struct {
+	// Files holds the site tree, rooted at "/" (the site root).
+	Files afero.Fs
+	// Commit is the full hex sha of the commit.
+	Commit string
+	// Branch is the branch the commit was built from ("detached" if unknown).
+	Branch string
+	// Time is the build timestamp: the committer time, or SOURCE_DATE_EPOCH.
+	Time time.Time
+	// Dirty is true when the work tree, not the commit, was read.
+	Dirty bool
+	// RemoteURL is the origin remote with credentials removed, or "".
+	RemoteURL string
+	// FileCount and Bytes describe what was read.
+	FileCount int
+	Bytes     int64
+}
+
+// Revision is the commit as the image labels carry it.
+func (s *Source) Revision() string {
+	if s.Dirty {
+		return s.Commit + "-dirty"
+	}
+	return s.Commit
+}
+
+// ShortCommit is the 7-character abbreviation used in tags.
+func (s *Source) ShortCommit() string {
+	if len(s.Commit) < 7 {
+		return s.Commit
+	}
+	return s.Commit[:7]
+}
+
+// DirtyError is returned when the work tree has uncommitted changes and
+// AllowDirty is not set.
+type DirtyError struct {
+	Dir   string
+	Paths []string
+}
+
+func (e *DirtyError) Error() string {
+	shown := e.Paths
+	more := ""
+	if len(shown) > 5 {
+		more = fmt.Sprintf(" (and %d more)", len(shown)-5)
+		shown = shown[:5]
+	}
+	return fmt.Sprintf("site repository %s has uncommitted changes: %s%s; commit them, or pass --allow-dirty to render the work tree (the image revision is then marked -dirty)",
+		e.Dir, strings.Join(shown, ", "), more)
+}
+
+// ReadSource reads the committed tree of the site at the requested revision.
+func ReadSource(opts SourceOptions) (*Source, error) {
+	siteDir, err := filepath.Abs(opts.SiteDir)
+	if err != nil {
+		return nil, fmt.Errorf("site directory %q: %w", opts.SiteDir, err)
+	}
+	if st, err := os.Stat(siteDir); err != nil {
+		return nil, fmt.Errorf("site directory %s: %w", siteDir, err)
+	} else if !st.IsDir() {
+		return nil, fmt.Errorf("site directory %s is not a directory", siteDir)
+	}
+	repo, err := git.PlainOpenWithOptions(siteDir, &git.PlainOpenOptions{DetectDotGit: true})
+	if err != nil {
+		return nil, fmt.Errorf("site directory %s is not in a git repository (notesctl renders commits, not loose files): %w", siteDir, err)
+	}
+	wt, err := repo.Worktree()
+	if err != nil {
+		return nil, fmt.Errorf("site repository %s: %w", siteDir, err)
+	}
+	repoRoot := wt.Filesystem.Root()
+	prefix, err := filepath.Rel(repoRoot, siteDir)
+	if err != nil {
+		return nil, fmt.Errorf("site directory %s: %w", siteDir, err)
+	}
+	prefix = filepath.ToSlash(prefix)
+	if prefix == "." {
+		prefix = ""
+	}
+
+	rev := opts.Revision
+	if rev == "" {
+		rev = "HEAD"
+	}
+	hash, err := repo.ResolveRevision(plumbing.Revision(rev))
+	if err != nil {
+		return nil, fmt.Errorf("site repository %s: revision %q: %w", repoRoot, rev, err)
+	}
+	commit, err := repo.CommitObject(*hash)
+	if err != nil {
+		return nil, fmt.Errorf("site repository %s: commit %s: %w", repoRoot, hash, err)
+	}
+
+	src := &Source{
+		Files:     afero.NewMemMapFs(),
+		Commit:    hash.String(),
+		Branch:    detectBranch(repo, rev, opts.Branch),
+		Time:      commit.Committer.When.UTC(),
+		RemoteURL: originURL(repo),
+	}
+	if opts.SourceDateEpoch != nil {
+		src.Time = opts.SourceDateEpoch.UTC()
+	}
+
+	// Only a HEAD build can be dirty: an explicit older revision is read from
+	// the object store whatever the work tree holds.
+	readWorkTree := false
+	if rev == "HEAD" {
+		dirty, err := dirtyPaths(wt, prefix)
+		if err != nil {
+			return nil, fmt.Errorf("site repository %s: status: %w", repoRoot, err)
+		}
+		if len(dirty) > 0 {
+			if !opts.AllowDirty {
+				return nil, &DirtyError{Dir: siteDir, Paths: dirty}
+			}
+			readWorkTree = true
+		}
+	}
+
+	if readWorkTree {
+		src.Dirty = true
+		err = copyWorkTree(src, siteDir, repoRoot, prefix)
+	} else {
+		tree, terr := commit.Tree()
+		if terr != nil {
+			return nil, fmt.Errorf("site repository %s: tree of %s: %w", repoRoot, hash, terr)
+		}
+		err = copyTree(src, repo, repoRoot, tree, prefix)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return src, nil
+}
+
+// detectBranch names the branch a build comes from. CI systems check out a
+// detached HEAD and say the branch in the environment.
+func detectBranch(repo *git.Repository, rev, override string) string {
+	if override != "" {
+		return override
+	}
+	if rev != "HEAD" {
+		if ref, err := repo.Reference(plumbing.NewBranchReferenceName(rev), true); err == nil && ref != nil {
+			return rev
+		}
+	}
+	if head, err := repo.Head(); err == nil && head.Name().IsBranch() && rev == "HEAD" {
+		return head.Name().Short()
+	}
+	for _, env := range []string{"GITHUB_HEAD_REF", "GITHUB_REF_NAME", "CI_COMMIT_BRANCH"} {
+		if v := os.Getenv(env); v != "" {
+			return v
+		}
+	}
+	return "detached"
+}
+
+// originURL returns the origin remote without user info: it ends up in an
+// image label, and labels are public.
+func originURL(repo *git.Repository) string {
+	remote, err := repo.Remote("origin")
+	if err != nil || len(remote.Config().URLs) == 0 {
+		return ""
+	}
+	return StripCredentials(remote.Config().URLs[0])
+}
+
+// StripCredentials removes the user info from a URL-shaped string.
+func StripCredentials(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return raw
+	}
+	u.User = nil
+	return u.String()
+}
+
+func dirtyPaths(wt *git.Worktree, prefix string) ([]string, error) {
+	status, err := wt.Status()
+	if err != nil {
+		return nil, err
+	}
+	var dirty []string
+	for p, s := range status {
+		if s.Worktree == git.Unmodified && s.Staging == git.Unmodified {
+			continue
+		}
+		if s.Worktree == git.Untracked && s.Staging == git.Untracked {
+			// Untracked files are not part of any commit; they only count
+			// when they sit inside the site, where Hugo would read them.
+			if prefix != "" && !strings.HasPrefix(p, prefix+"/") {
+				continue
+			}
+		} else if prefix != "" && !strings.HasPrefix(p, prefix+"/") {
+			continue
+		}
+		dirty = append(dirty, p)
+	}
+	sort.Strings(dirty)
+	return dirty, nil
+}
+
+func copyTree(src *Source, repo *git.Repository, repoRoot string, tree *object.Tree, prefix string) error {
+	if prefix != "" {
+		sub, err := tree.Tree(prefix)
+		if err != nil {
+			return fmt.Errorf("site directory %s is not in commit %s: %w", prefix, src.ShortCommit(), err)
+		}
+		tree = sub
+	}
+	return copyTreeInto(src, repo, repoRoot, tree, prefix, "")
+}
+
+func copyTreeInto(src *Source, repo *git.Repository, repoRoot string, tree *object.Tree, repoPrefix, dst string) error {
+	walker := object.NewTreeWalker(tree, true, nil)
+	defer walker.Close()
+	for {
+		name, entry, err := walker.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("reading commit %s: %w", src.ShortCommit(), err)
+		}
+		rel := path.Join(dst, name)
+		switch entry.Mode {
+		case filemode.Dir:
+			continue
+		case filemode.Submodule:
+			if err := copySubmodule(src, repoRoot, path.Join(repoPrefix, rel), entry.Hash, rel); err != nil {
+				return err
+			}
+			continue
+		case filemode.Symlink:
+			target, err := blobBytes(repo, entry.Hash, rel)
+			if err != nil {
+				return err
+			}
+			if err := copySymlinkTarget(src, repo, tree, rel, name, string(target)); err != nil {
+				return err
+			}
+			continue
+		}
+		data, err := blobBytes(repo, entry.Hash, rel)
+		if err != nil {
+			return err
+		}
+		if err := src.add(rel, data); err != nil {
+			return err
+		}
+	}
+}
+
+// copySymlinkTarget resolves a committed symlink inside the site tree. A
+// link that leaves the site would make the image depend on the machine it is
+// built on, so it is refused.
+func copySymlinkTarget(src *Source, repo *git.Repository, tree *object.Tree, rel, nameInTree, target string) error {
+	if path.IsAbs(target) {
+		return fmt.Errorf("%s: symlink to %s points outside the site", rel, target)
+	}
+	resolved := path.Join(path.Dir(nameInTree), target)
+	if resolved == ".." || strings.HasPrefix(resolved, "../") {
+		return fmt.Errorf("%s: symlink to %s points outside the site", rel, target)
+	}
+	f, err := tree.File(resolved)
+	if err != nil {
+		// Links to directories are rare in sites; say what is unsupported.
+		return fmt.Errorf("%s: symlink to %s: target is not a file in the commit", rel, target)
+	}
+	data, err := blobBytes(repo, f.Hash, rel)
+	if err != nil {
+		return err
+	}
+	return src.add(rel, data)
+}
+
+func copySubmodule(src *Source, repoRoot, repoPath string, commit plumbing.Hash, dst string) error {
+	subDir := filepath.Join(repoRoot, filepath.FromSlash(repoPath))
+	sub, err := git.PlainOpen(subDir)
+	if err != nil {
+		return fmt.Errorf("%s: submodule is not checked out (run git submodule update --init): %w", dst, err)
+	}
+	c, err := sub.CommitObject(commit)
+	if err != nil {
+		return fmt.Errorf("%s: submodule commit %s is not available (run git submodule update --init): %w", dst, commit, err)
+	}
+	tree, err := c.Tree()
+	if err != nil {
+		return fmt.Errorf("%s: submodule tree: %w", dst, err)
+	}
+	return copyTreeInto(src, sub, subDir, tree, "", dst)
+}
+
+func blobBytes(repo *git.Repository, h plumbing.Hash, rel string) ([]byte, error) {
+	blob, err := repo.BlobObject(h)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", rel, err)
+	}
+	if blob.Size > MaxFileSize {
+		return nil, fmt.Errorf("%s: file is %d bytes, larger than the %d byte limit", rel, blob.Size, MaxFileSize)
+	}
+	r, err := blob.Reader()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", rel, err)
+	}
+	defer r.Close()
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", rel, err)
+	}
+	return data, nil
+}
+
+func copyWorkTree(src *Source, siteDir, repoRoot, prefix string) error {
+	var patterns []gitignore.Pattern
+	if ps, err := gitignore.ReadPatterns(osfs.New(repoRoot), nil); err == nil {
+		patterns = ps
+	}
+	matcher := gitignore.NewMatcher(patterns)
+	return filepath.WalkDir(siteDir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(siteDir, p)
+		if rel == "." {
+			return nil
+		}
+		relSlash := filepath.ToSlash(rel)
+		inRepo := strings.Split(path.Join(prefix, relSlash), "/")
+		if d.Name() == ".git" {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if matcher.Match(inRepo, d.IsDir()) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if d.IsDir() {
+			return nil
+		}
+		info, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		if info.Mode()&os.ModeSymlink != 0 {
+			target, err := filepath.EvalSymlinks(p)
+			if err != nil {
+				return fmt.Errorf("%s: %w", relSlash, err)
+			}
+			if r, err := filepath.Rel(siteDir, target); err != nil || r == ".." || strings.HasPrefix(r, ".."+string(filepath.Separator)) {
+				return fmt.Errorf("%s: symlink points outside the site", relSlash)
+			}
+			info, err = os.Stat(target)
+			if err != nil || info.IsDir() {
+				return fmt.Errorf("%s: symlink target is not a file", relSlash)
+			}
+			p = target
+		}
+		if !info.Mode().IsRegular() && info.Mode()&os.ModeSymlink == 0 {
+			return nil
+		}
+		if info.Size() > MaxFileSize {
+			return fmt.Errorf("%s: file is %d bytes, larger than the %d byte limit", relSlash, info.Size(), MaxFileSize)
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return fmt.Errorf("%s: %w", relSlash, err)
+		}
+		return src.add(relSlash, data)
+	})
+}
+
+func (s *Source) add(rel string, data []byte) error {
+	if err := checkName(rel); err != nil {
+		return err
+	}
+	name := "/" + rel
+	if err := s.Files.MkdirAll(path.Dir(name), 0o755); err != nil {
+		return fmt.Errorf("%s: %w", rel, err)
+	}
+	if err := afero.WriteFile(s.Files, name, data, 0o644); err != nil {
+		return fmt.Errorf("%s: %w", rel, err)
+	}
+	s.FileCount++
+	s.Bytes += int64(len(data))
+	return nil
+}
+
+// checkName refuses file names that cannot be served or reproduced: names
+// that are not valid UTF-8 differ by platform, and control characters break
+// tar listings and logs.
+func checkName(rel string) error {
+	if !utf8.ValidString(rel) {
+		return fmt.Errorf("%s: file name is not valid UTF-8", strconv.Quote(rel))
+	}
+	for _, r := range rel {
+		if r < 0x20 || r == 0x7f {
+			return fmt.Errorf("%s: file name holds control characters", strconv.Quote(rel))
+		}
+	}
+	return nil
+}
