@@ -58,6 +58,8 @@ type Site struct {
 	Bytes     int64
 	// Pages is the number of pages Hugo rendered (all kinds).
 	Pages int
+	// Title is the site's title from its config.
+	Title string
 	// Warnings are Hugo warnings (empty unless AllowWarnings).
 	Warnings []string
 }
@@ -144,6 +146,9 @@ func Render(ctx context.Context, src *Source, opts Options) (*Site, error) {
 	flags.Set("publishDir", publishRoot)
 	flags.Set("cacheDir", cacheRoot)
 	flags.Set("environment", env)
+	// The lock file guards a real project dir against concurrent hugo
+	// processes; the site lives in memory here, so there is nothing to guard.
+	flags.Set("noBuildLock", true)
 	if opts.BaseURL != "" {
 		flags.Set("baseURL", opts.BaseURL)
 	}
@@ -189,6 +194,9 @@ func Render(ctx context.Context, src *Source, opts Options) (*Site, error) {
 
 	out := afero.NewBasePathFs(mem, publishRoot)
 	site := &Site{Files: afero.NewIOFS(out), Pages: len(sites.Pages())}
+	if len(sites.Sites) > 0 {
+		site.Title = sites.Sites[0].Title()
+	}
 	err = afero.Walk(out, "/", func(p string, info fs.FileInfo, err error) error {
 		if err != nil {
 			return err

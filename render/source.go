@@ -24,6 +24,11 @@ import (
 	"github.com/spf13/afero"
 )
 
+// StateDir is notesctl's own folder in a site repository (release --local
+// writes its OCI layout and GitOps repository there). It is never part of the
+// site and never makes the work tree dirty.
+const StateDir = ".notesctl"
+
 // MaxFileSize bounds a single source file. A notes site has no business
 // holding files this large, and reading one into memory would hurt.
 const MaxFileSize = 256 << 20
@@ -235,6 +240,9 @@ func dirtyPaths(wt *git.Worktree, prefix string) ([]string, error) {
 		if s.Worktree == git.Unmodified && s.Staging == git.Unmodified {
 			continue
 		}
+		if strings.HasPrefix(p, path.Join(prefix, StateDir)+"/") {
+			continue
+		}
 		if s.Worktree == git.Untracked && s.Staging == git.Untracked {
 			// Untracked files are not part of any commit; they only count
 			// when they sit inside the site, where Hugo would read them.
@@ -377,7 +385,7 @@ func copyWorkTree(src *Source, siteDir, repoRoot, prefix string) error {
 		}
 		relSlash := filepath.ToSlash(rel)
 		inRepo := strings.Split(path.Join(prefix, relSlash), "/")
-		if d.Name() == ".git" {
+		if d.Name() == ".git" || relSlash == StateDir {
 			if d.IsDir() {
 				return filepath.SkipDir
 			}

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/sethvargo/go-githubactions"
+)
+
+// actionInput maps action.yml inputs to release flags. Names follow
+// docker/build-push-action and docker/metadata-action where they mean the
+// same thing (images, tags, platforms, push, github-token).
+var actionInput = map[string]string{
+	"site":              "site",
+	"images":            "image",
+	"tags":              "extra-tag",
+	"platforms":         "platform",
+	"base":              "base",
+	"web-root":          "web-root",
+	"tag-template":      "tag",
+	"revision":          "revision",
+	"allow-warnings":    "allow-warnings",
+	"hugo-version":      "hugo-version",
+	"gitops-repo":       "gitops",
+	"gitops-branch":     "gitops-branch",
+	"gitops-username":   "gitops-username",
+	"policy":            "policy",
+	"flux-webhook":      "flux-webhook",
+	"registry-username": "username",
+	"author":            "author",
+	"message":           "message",
+}
+
+// secretInputs go to the environment variables notesctl reads, never to
+// flags, and are masked in the log first.
+var secretInputs = map[string]string{
+	"registry-password":  "NOTESCTL_REGISTRY_PASSWORD",
+	"gitops-token":       "NOTESCTL_GITOPS_PASSWORD",
+	"flux-webhook-token": "NOTESCTL_FLUX_WEBHOOK_TOKEN",
+	"github-token":       "GITHUB_TOKEN",
+}
+
+// actionInputs reads the step inputs, masks the secret ones, and returns
+// flag values. Secret inputs are made visible to the rest of the command
+// through a.getenv.
+func actionInputs(a *app) (map[string]string, error) {
+	gh := githubactions.New(githubactions.WithWriter(a.stdout), githubactions.WithGetenv(githubactions.GetenvFunc(a.getenv)))
+	secrets := map[string]string{}
+	for in, env := range secretInputs {
+		if v := strings.TrimSpace(gh.GetInput(in)); v != "" {
+			gh.AddMask(v)
+			a.addSecret(v)
+			secrets[env] = v
+		}
+	}
+	if len(secrets) > 0 {
+		base := a.getenv
+		a.getenv = func(k string) string {
+			if v, ok := secrets[k]; ok {
+				return v
+			}
+			return base(k)
+		}
+	}
+	out := map[string]string{}
+	for in, flag := range actionInput {
+		v := strings.TrimSpace(gh.GetInput(in))
+		if v == "" {
+			continue
+		}
+		switch in {
+		case "images":
+			// build-push-action takes a list; one repository is released.
+			lines := nonEmptyLines(v)
+			if len(lines) != 1 {
+				return nil, fmt.Errorf("input images: want exactly one image repository, got %d", len(lines))
+			}
+			v = lines[0]
+		case "tags":
+			// metadata-action style tags may be full references: keep the tag.
+			var tags []string
+			for _, t := range nonEmptyLines(v) {
+				if i := strings.LastIndex(t, ":"); i >= 0 && !strings.Contains(t[i:], "/") {
+					t = t[i+1:]
+				}
+				tags = append(tags, t)
+			}
+			v = strings.Join(tags, ",")
+		case "allow-warnings":
+			if v != "true" && v != "false" {
+				return nil, fmt.Errorf("input allow-warnings: want true or false, got %q", v)
+			}
+		}
+		out[flag] = v
+	}
+	if v := strings.TrimSpace(gh.GetInput("push")); v != "" {
+		switch v {
+		case "true":
+		case "false":
+			out["dry-run"] = "true"
+		default:
+			return nil, fmt.Errorf("input push: want true or false, got %q", v)
+		}
+	}
+	return out, nil
+}
+
+func nonEmptyLines(s string) []string {
+	var out []string
+	for _, l := range strings.FieldsFunc(s, func(r rune) bool { return r == '\n' || r == ',' }) {
+		if l = strings.TrimSpace(l); l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/notesctl/notesctl/pipeline"
+)
+
+// Defaults of release --local: everything stays under .notesctl/ in the
+// site repository, which the scaffolded .gitignore advice covers.
+const (
+	localImage  = "notes.local/notes"
+	localLayout = ".notesctl/image"
+	localGitOps = ".notesctl/gitops"
+)
+
+func (a *app) releaseCommand() *cobra.Command {
+	var bf buildFlags
+	var gf gitopsFlags
+	var sf scaffoldFlags
+	var local, dryRun bool
+	var webhook string
+	cmd := &cobra.Command{
+		Use:   "release --image REPO --gitops URL|PATH",
+		Short: "Render, publish and deploy a site commit: the whole pipeline",
+		Long: `release runs the whole pipeline for one site commit: render it with the
+embedded Hugo, publish the image, verify it is complete in the registry, and
+commit the image update into the GitOps repository that Flux applies.
+
+It is idempotent: when the GitOps repository already deploys an image of this
+commit and Hugo version, nothing is rendered, pushed or committed. A release
+never overwrites a newer release (by commit time) that won a race.
+
+--local runs it offline, with no registry and no services: the image goes into
+an OCI layout (` + localLayout + `) and the update into a local GitOps
+repository (` + localGitOps + `), scaffolded with "manifests init" on first use.`,
+		Example: `  # offline, on a laptop, in the site repository
+  notesctl release --local
+
+  # CI: push to GHCR, commit to the GitOps repo, ping Flux
+  NOTESCTL_GITOPS_PASSWORD=$TOKEN NOTESCTL_FLUX_WEBHOOK_TOKEN=$HOOK \
+  notesctl release --image ghcr.io/acme/notes --gitops https://github.com/acme/gitops.git \
+      --flux-webhook https://flux.example.org/hook/abc
+
+  # what would happen, with no side effects
+  notesctl release --image ghcr.io/acme/notes --gitops ../gitops --dry-run`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			inputs := map[string]string{}
+			if a.getenv("GITHUB_ACTIONS") == "true" {
+				var err error
+				inputs, err = actionInputs(a)
+				if err != nil {
+					return err
+				}
+			}
+			if err := a.bind(cmd, siteDirFor(cmd, a, bf.site), inputs); err != nil {
+				return err
+			}
+			if err := a.checkOutput(); err != nil {
+				return err
+			}
+			if local {
+				root := bf.site
+				if bf.image == "" {
+					bf.image = localImage
+				}
+				if bf.to == "" {
+					bf.to = "oci:" + filepath.Join(root, localLayout)
+				}
+				if gf.url == "" {
+					gf.url = filepath.Join(root, localGitOps)
+				}
+				if !flagChanged(cmd.Flags(), "base") {
+					// The default base lives in a registry; offline there is
+					// none, so the local image is data-only unless told.
+					bf.base = "scratch"
+				}
+			}
+			bopts, err := bf.options(a, a.stdin)
+			if err != nil {
+				return err
+			}
+			gopts, err := gf.options(a)
+			if err != nil {
+				return err
+			}
+			opts := pipeline.ReleaseOptions{
+				Build: bopts, GitOps: gopts, Policy: gf.policy, MessageTemplate: gf.message,
+				DryRun: dryRun, FluxWebhook: webhook, FluxWebhookToken: a.getenv("NOTESCTL_FLUX_WEBHOOK_TOKEN"),
+			}
+			a.addSecret(opts.FluxWebhookToken)
+			if local || pipeline.IsLocalPath(gf.url) {
+				so := sf.options(bf.image, gf.policy)
+				opts.Scaffold = &so
+			}
+			sink := a.sink()
+			res, err := pipeline.Release(cmd.Context(), opts, sink)
+			a.finish(sink)
+			if as, ok := sink.(*pipeline.ActionsSink); ok {
+				as.Finish(res, err)
+			}
+			if err != nil {
+				return err
+			}
+			return a.printRelease(res)
+		},
+	}
+	bf.register(cmd)
+	gf.register(cmd)
+	sf.register(cmd, "scaffold-")
+	f := cmd.Flags()
+	f.BoolVar(&local, "local", false, "offline: OCI layout + local GitOps repository under .notesctl/, scratch base, no network")
+	f.BoolVar(&dryRun, "dry-run", false, "build, then print what would be pushed and the GitOps diff; publish and commit nothing")
+	f.StringVar(&webhook, "flux-webhook", "", "Flux Receiver URL to call after the commit (token in NOTESCTL_FLUX_WEBHOOK_TOKEN)")
+	return cmd
+}
+
+func (a *app) printRelease(res *pipeline.ReleaseResult) error {
+	if a.output == "json" {
+		enc := json.NewEncoder(a.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	}
+	b := res.Build
+	switch {
+	case res.Skipped:
+		fmt.Fprintf(a.stdout, "%s\nno-op: %s\n", b.Image, res.Reason)
+		return nil
+	case res.DryRun:
+		fmt.Fprintf(a.stdout, "dry run: would push %s to %s\n", b.Image, b.Destination)
+	default:
+		fmt.Fprintf(a.stdout, "image:  %s\n", b.Image)
+		fmt.Fprintf(a.stdout, "digest: %s\n", b.Digest)
+		if b.AlreadyPresent {
+			fmt.Fprintf(a.stdout, "push:   the tag already pointed at this digest; nothing uploaded\n")
+		}
+	}
+	g := res.GitOps
+	switch {
+	case res.DryRun && len(g.Changes) > 0:
+		fmt.Fprintf(a.stdout, "would commit to %s (%s):\n%s", g.Repository, g.Branch, g.Diff)
+	case g.Changed:
+		fmt.Fprintf(a.stdout, "gitops: commit %s on %s in %s\n%s", g.Commit, g.Branch, g.Repository, g.Diff)
+	default:
+		fmt.Fprintf(a.stdout, "gitops: no change in %s\n", g.Repository)
+	}
+	if !res.DryRun && g.Changed && !res.Notified {
+		fmt.Fprintln(a.stdout, "Flux applies it at its next interval (use --flux-webhook to trigger it now).")
+	}
+	return nil
+}

@@ -1,0 +1,1204 @@
+package manifests
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	slashpath "path"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/go-git/go-billy/v5"
+	"github.com/go-git/go-billy/v5/util"
+	"github.com/google/go-containerregistry/pkg/name"
+	yaml2 "go.yaml.in/yaml/v2"
+	yaml "go.yaml.in/yaml/v3"
+)
+
+// The setter engine reads Flux image policy markers the way Flux's
+// image-automation-controller reads them (kyaml fieldmeta with the
+// "$imagepolicy" short hand), but instead of re-serialising the whole file it
+// only splices the new scalar token into the original bytes: everything
+// outside the changed scalars stays byte for byte.
+//
+// What counts as a marker, as in Flux:
+//   - only scalar nodes that are mapping values, sequence items or document
+//     roots (never mapping keys, never aliases);
+//   - the scalar's line comment, or its head comment when it has no line
+//     comment; the comment with its leading '#' characters removed must be a
+//     JSON object of strings with a non-empty "$imagepolicy" member;
+//   - the member names a known policy as "NS:NAME", "NS:NAME:tag",
+//     "NS:NAME:name" or "NS:NAME:digest"; other names are ignored;
+//   - only files named *.yaml, *.yml or Kustomization that contain the text
+//     "$imagepolicy" (with the double quotes) are parsed at all.
+//
+// Block scalars ('|' and '>') that carry a marker keep their header (and so
+// their chomping indicator) and get the new value as their only content line,
+// at the original content indentation; the value then reads as the new value
+// plus whatever line breaks the chomping indicator keeps, as before. An empty
+// block scalar has no indentation to follow, so its header is replaced by a
+// flow scalar instead.
+
+// markerToken is the text a file must contain to be parsed at all (Flux's
+// screening reader uses the same token).
+const markerToken = `"$imagepolicy"`
+
+// shortHand is the JSON key of a Flux image policy marker.
+const shortHand = "$imagepolicy"
+
+// Setter fields: which part of the image reference a marker sets.
+const (
+	FieldImage  = ""       // "NS:NAME": repository:tag, or repository:tag@digest
+	FieldTag    = "tag"    // "NS:NAME:tag"
+	FieldName   = "name"   // "NS:NAME:name": the repository
+	FieldDigest = "digest" // "NS:NAME:digest"
+)
+
+// ParseMarker reads a YAML comment (with or without its leading '#') as Flux
+// reads a setter marker, e.g. `# {"$imagepolicy": "flux-system:notes:tag"}`
+// gives ("flux-system:notes", "tag", true). A comment that is not a marker, or
+// a marker whose reference Flux would never resolve, gives ok == false.
+func ParseMarker(comment string) (policyID string, field string, ok bool) {
+	c := strings.TrimLeft(comment, "#")
+	// Flux decodes the whole comment into map[string]string: any other
+	// content (trailing text, non-string members) means "not a marker".
+	var m map[string]string
+	if err := json.Unmarshal([]byte(c), &m); err != nil {
+		return "", "", false
+	}
+	ref := m[shortHand]
+	if ref == "" {
+		return "", "", false
+	}
+	parts := strings.Split(ref, ":")
+	switch len(parts) {
+	case 2:
+	case 3:
+		switch parts[2] {
+		case FieldTag, FieldName, FieldDigest:
+			field = parts[2]
+		default:
+			return "", "", false
+		}
+	default:
+		return "", "", false
+	}
+	if parts[0] == "" || parts[1] == "" {
+		return "", "", false
+	}
+	return parts[0] + ":" + parts[1], field, true
+}
+
+// setterName is the marker reference for a policy and field.
+func setterName(policyID, field string) string {
+	if field == FieldImage {
+		return policyID
+	}
+	return policyID + ":" + field
+}
+
+// ParseError says that a candidate file could not be read as YAML (or is a
+// template that must not be rewritten as YAML). Line and Col are 1-based and
+// 0 when the parser did not say.
+type ParseError struct {
+	File string
+	Line int
+	Col  int
+	Msg  string
+}
+
+func (e *ParseError) Error() string {
+	switch {
+	case e.Line > 0 && e.Col > 0:
+		return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Col, e.Msg)
+	case e.Line > 0:
+		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+	default:
+		return fmt.Sprintf("%s: %s", e.File, e.Msg)
+	}
+}
+
+var (
+	tagPattern    = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
+	digestPattern = regexp.MustCompile(`^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$`)
+	// Kubernetes object names (DNS subdomain) are what Flux policies use.
+	k8sNamePattern = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`)
+	yamlLinePrefix = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+	// YAML 1.1 base 60 numbers (1:20 is 80 there); yaml.v2 reads them as
+	// strings but other YAML 1.1 tools do not.
+	sexagesimal = regexp.MustCompile(`^[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?$`)
+)
+
+// validatePolicies checks the policies once so that the engine can write
+// their values without further checks, and indexes them by ID.
+func validatePolicies(policies []Policy) (map[string]Policy, error) {
+	if len(policies) == 0 {
+		return nil, errors.New("no image policies given")
+	}
+	byID := make(map[string]Policy, len(policies))
+	for _, p := range policies {
+		id := p.ID()
+		if !k8sNamePattern.MatchString(p.Namespace) || !k8sNamePattern.MatchString(p.Name) {
+			return nil, fmt.Errorf("image policy %q: namespace and name must be Kubernetes object names", id)
+		}
+		if _, dup := byID[id]; dup {
+			return nil, fmt.Errorf("image policy %q given twice", id)
+		}
+		if _, err := name.NewRepository(p.Image); err != nil || strings.ContainsAny(p.Image, "@ \t\r\n") {
+			return nil, fmt.Errorf("image policy %q: invalid image repository %q", id, p.Image)
+		}
+		if !tagPattern.MatchString(p.Tag) {
+			return nil, fmt.Errorf("image policy %q: invalid tag %q", id, p.Tag)
+		}
+		if p.Digest != "" && !digestPattern.MatchString(p.Digest) {
+			return nil, fmt.Errorf("image policy %q: invalid digest %q", id, p.Digest)
+		}
+		byID[id] = p
+	}
+	return byID, nil
+}
+
+// value is what Flux writes for a setter field.
+func (p Policy) value(field string) (string, bool) {
+	switch field {
+	case FieldTag:
+		return p.Tag, true
+	case FieldName:
+		return p.Image, true
+	case FieldDigest:
+		return p.Digest, p.Digest != ""
+	default:
+		ref := p.Image + ":" + p.Tag
+		if p.Digest != "" {
+			ref += "@" + p.Digest
+		}
+		return ref, true
+	}
+}
+
+// objectMeta identifies the Kubernetes object a scalar belongs to.
+type objectMeta struct {
+	Kind, Namespace, Name string
+}
+
+// marked is one scalar carrying a marker.
+type marked struct {
+	node     *yaml.Node
+	policyID string
+	field    string
+	flow     bool // inside a flow collection: ",[]{}" cannot be plain
+	obj      objectMeta
+}
+
+// markerComment is the comment Flux reads for a node: the line comment, or
+// the head comment when there is no line comment.
+func markerComment(n *yaml.Node) string {
+	if n.LineComment != "" {
+		return n.LineComment
+	}
+	return n.HeadComment
+}
+
+func scalarValue(n *yaml.Node) string {
+	if n != nil && n.Kind == yaml.ScalarNode {
+		return n.Value
+	}
+	return ""
+}
+
+// mappingValue returns the value for key in a mapping node, or nil.
+func mappingValue(n *yaml.Node, key string) *yaml.Node {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k := n.Content[i]; k.Kind == yaml.ScalarNode && k.Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
+}
+
+func metaOf(n *yaml.Node) objectMeta {
+	md := mappingValue(n, "metadata")
+	return objectMeta{
+		Kind:      scalarValue(mappingValue(n, "kind")),
+		Namespace: scalarValue(mappingValue(md, "namespace")),
+		Name:      scalarValue(mappingValue(md, "name")),
+	}
+}
+
+// collectMarkers walks documents the way Flux's setter filter does and
+// returns every scalar with a marker, in document order.
+func collectMarkers(docs []*yaml.Node) []marked {
+	var out []marked
+	var walk func(n *yaml.Node, flow bool, obj objectMeta)
+	walk = func(n *yaml.Node, flow bool, obj objectMeta) {
+		if n == nil {
+			return
+		}
+		switch n.Kind {
+		case yaml.MappingNode:
+			flow = flow || n.Style&yaml.FlowStyle != 0
+			for i := 1; i < len(n.Content); i += 2 {
+				walk(n.Content[i], flow, obj)
+			}
+		case yaml.SequenceNode:
+			flow = flow || n.Style&yaml.FlowStyle != 0
+			for _, c := range n.Content {
+				walk(c, flow, obj)
+			}
+		case yaml.ScalarNode:
+			if id, field, ok := ParseMarker(markerComment(n)); ok {
+				out = append(out, marked{node: n, policyID: id, field: field, flow: flow, obj: obj})
+			}
+		}
+	}
+	for _, d := range docs {
+		if d.Kind != yaml.DocumentNode || len(d.Content) == 0 {
+			continue
+		}
+		root := d.Content[0]
+		obj := metaOf(root)
+		// Flux unwraps the items of a List and treats each as an object.
+		if root.Kind == yaml.MappingNode && (obj.Kind == "List" || obj.Kind == "ResourceList") {
+			flow := root.Style&yaml.FlowStyle != 0
+			for i := 0; i+1 < len(root.Content); i += 2 {
+				k, v := root.Content[i], root.Content[i+1]
+				if k.Value == "items" && v.Kind == yaml.SequenceNode {
+					f := flow || v.Style&yaml.FlowStyle != 0
+					for _, item := range v.Content {
+						walk(item, f, metaOf(item))
+					}
+					continue
+				}
+				walk(v, flow, obj)
+			}
+			continue
+		}
+		walk(root, false, obj)
+	}
+	return out
+}
+
+// parseDocuments decodes every document of a YAML stream into nodes.
+func parseDocuments(file string, data []byte) ([]*yaml.Node, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var docs []*yaml.Node
+	for {
+		var n yaml.Node
+		err := dec.Decode(&n)
+		if err == io.EOF {
+			return docs, nil
+		}
+		if err != nil {
+			return nil, yamlParseError(file, err)
+		}
+		docs = append(docs, &n)
+	}
+}
+
+func yamlParseError(file string, err error) *ParseError {
+	msg := err.Error()
+	pe := &ParseError{File: file, Msg: strings.TrimPrefix(msg, "yaml: ")}
+	if m := yamlLinePrefix.FindStringSubmatch(msg); m != nil {
+		pe.Line, _ = strconv.Atoi(m[1])
+		pe.Msg = m[2]
+	}
+	return pe
+}
+
+// templateError reports the first "{{" of a file: templates are never
+// rewritten as YAML, even when they happen to parse.
+func templateError(file string, data []byte) *ParseError {
+	i := bytes.Index(data, []byte("{{"))
+	if i < 0 {
+		return nil
+	}
+	idx := newLineIndex(data)
+	line, col := idx.position(data, i)
+	return &ParseError{File: file, Line: line, Col: col,
+		Msg: `contains a template expression "{{" (Helm template?); not rewritten as YAML`}
+}
+
+// UpdateFile applies the policies to one file's bytes. It is pure: path is
+// only used in messages and in the returned changes. When nothing changes,
+// out is data itself and changes is empty. err is a *ParseError when a file
+// containing a marker does not parse or is a template; other errors mean a
+// marker was found but cannot be set (say, a digest marker for a policy
+// without digest).
+func UpdateFile(path string, data []byte, policies []Policy) (out []byte, changes []Change, err error) {
+	byID, err := validatePolicies(policies)
+	if err != nil {
+		return nil, nil, err
+	}
+	res, err := updateBytes(path, data, byID)
+	if err != nil {
+		return nil, nil, err
+	}
+	return res.out, res.changes, nil
+}
+
+// fileResult is the outcome of updating one file.
+type fileResult struct {
+	out     []byte
+	changes []Change
+	found   map[string]bool // policy IDs whose markers appear in the file
+}
+
+// edit replaces data[start:end] with the rendered token.
+type edit struct {
+	start, end int
+	node       *yaml.Node
+	want       string // the value the node must read as afterwards
+	line       int
+	render     func(forceDouble bool) string // the new token; block rewrites ignore forceDouble
+}
+
+func updateBytes(path string, data []byte, byID map[string]Policy) (*fileResult, error) {
+	res := &fileResult{out: data, found: map[string]bool{}}
+	if !bytes.Contains(data, []byte(markerToken)) {
+		return res, nil
+	}
+	if pe := templateError(path, data); pe != nil {
+		return nil, pe
+	}
+	docs, err := parseDocuments(path, data)
+	if err != nil {
+		return nil, err
+	}
+	idx := newLineIndex(data)
+	var edits []*edit
+	for _, m := range collectMarkers(docs) {
+		p, ok := byID[m.policyID]
+		if !ok {
+			continue // a marker for a policy we were not asked about
+		}
+		res.found[m.policyID] = true
+		setter := setterName(m.policyID, m.field)
+		want, ok := p.value(m.field)
+		if !ok {
+			return nil, fmt.Errorf("%s:%d: marker %q needs a digest, but image policy %q has none", path, m.node.Line, setter, m.policyID)
+		}
+		e, err := planEdit(path, data, idx, m, want)
+		if err != nil {
+			return nil, err
+		}
+		if e == nil {
+			continue // already set
+		}
+		edits = append(edits, e)
+		res.changes = append(res.changes, Change{
+			File: path, Line: m.node.Line,
+			Kind: m.obj.Kind, Namespace: m.obj.Namespace, Name: m.obj.Name,
+			Setter: setter, Old: m.node.Value, New: e.want,
+		})
+	}
+	if len(edits) == 0 {
+		res.changes = nil
+		return res, nil
+	}
+	out, err := applyEdits(path, data, docs, edits)
+	if err != nil {
+		return nil, err
+	}
+	res.out = out
+	return res, nil
+}
+
+// applyEdits splices the edits and checks the result by parsing it again:
+// the same tree, with only the edited scalars changed, each now reading as
+// its new string. If a chosen quoting style does not survive that check the
+// edits are retried double-quoted, which always reads as a string.
+func applyEdits(path string, data []byte, docs []*yaml.Node, edits []*edit) ([]byte, error) {
+	sort.Slice(edits, func(i, j int) bool { return edits[i].start < edits[j].start })
+	for i := 1; i < len(edits); i++ {
+		if edits[i].start < edits[i-1].end {
+			return nil, fmt.Errorf("%s:%d: marked values overlap; not rewritten", path, edits[i].line)
+		}
+	}
+	var lastErr error
+	for _, forceDouble := range []bool{false, true} {
+		var buf bytes.Buffer
+		buf.Grow(len(data) + 64)
+		prev := 0
+		for _, e := range edits {
+			buf.Write(data[prev:e.start])
+			buf.WriteString(e.render(forceDouble))
+			prev = e.end
+		}
+		buf.Write(data[prev:])
+		out := buf.Bytes()
+		want := make(map[*yaml.Node]string, len(edits))
+		for _, e := range edits {
+			want[e.node] = e.want
+		}
+		if lastErr = verifyRewrite(path, docs, out, want); lastErr == nil {
+			return out, nil
+		}
+	}
+	return nil, fmt.Errorf("cannot rewrite marked values without changing anything else: %w", lastErr)
+}
+
+// verifyRewrite parses out and compares it with the original documents:
+// every node the same except the scalars in want, which must now be plain
+// strings with the wanted values.
+func verifyRewrite(path string, docs []*yaml.Node, out []byte, want map[*yaml.Node]string) error {
+	newDocs, err := parseDocuments(path, out)
+	if err != nil {
+		return err
+	}
+	if len(newDocs) != len(docs) {
+		return fmt.Errorf("%s: document count changed from %d to %d", path, len(docs), len(newDocs))
+	}
+	var cmp func(a, b *yaml.Node) error
+	cmp = func(a, b *yaml.Node) error {
+		if a.Kind != b.Kind || len(a.Content) != len(b.Content) {
+			return fmt.Errorf("%s:%d: structure changed", path, a.Line)
+		}
+		if a.Anchor != b.Anchor || a.HeadComment != b.HeadComment || a.LineComment != b.LineComment || a.FootComment != b.FootComment {
+			return fmt.Errorf("%s:%d: anchor or comments changed", path, a.Line)
+		}
+		if w, ok := want[a]; ok {
+			if b.Value != w || b.ShortTag() != "!!str" {
+				return fmt.Errorf("%s:%d: value reads as %s %q, want string %q", path, a.Line, b.ShortTag(), b.Value, w)
+			}
+			return nil
+		}
+		if a.Value != b.Value || a.Tag != b.Tag || a.Style != b.Style {
+			return fmt.Errorf("%s:%d: unmarked value changed", path, a.Line)
+		}
+		for i := range a.Content {
+			if err := cmp(a.Content[i], b.Content[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for i := range docs {
+		if err := cmp(docs[i], newDocs[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// planEdit works out where the marked scalar's token is in data and what to
+// write there. It returns nil when the value is already set.
+func planEdit(path string, data []byte, idx *lineIndex, m marked, want string) (*edit, error) {
+	n := m.node
+	block := n.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0
+	isString := n.ShortTag() == "!!str"
+	if n.Style&yaml.TaggedStyle != 0 && !isString {
+		return nil, fmt.Errorf("%s:%d: marked value has the explicit tag %s; refusing to write a string there", path, n.Line, n.Tag)
+	}
+	// A value that already reads as wanted is left alone; one that has the
+	// wanted text but reads as a number, bool or null (plain 1.10) is
+	// rewritten quoted, so that the image field really is the string.
+	if block {
+		if strings.TrimRight(n.Value, "\n") == want {
+			return nil, nil
+		}
+	} else if n.Value == want && isString {
+		return nil, nil
+	}
+	fail := func(why string) error {
+		return fmt.Errorf("%s:%d:%d: cannot locate the marked value in the source (%s)", path, n.Line, n.Column, why)
+	}
+	off, ok := idx.offset(data, n.Line, n.Column)
+	if !ok {
+		return nil, fail("position outside the file")
+	}
+	off = skipProperties(data, off)
+	if off >= len(data) {
+		return nil, fail("value missing")
+	}
+	e := &edit{start: off, node: n, want: want, line: n.Line}
+	style := n.Style &^ yaml.TaggedStyle
+	switch {
+	case block:
+		return planBlockEdit(data, idx, m, e, fail)
+	case style&yaml.DoubleQuotedStyle != 0:
+		end, ok := quotedEnd(data, off, '"')
+		if !ok {
+			return nil, fail("unterminated double-quoted scalar")
+		}
+		e.end = end
+		e.render = func(bool) string { return doubleQuote(want) }
+	case style&yaml.SingleQuotedStyle != 0:
+		end, ok := quotedEnd(data, off, '\'')
+		if !ok {
+			return nil, fail("unterminated single-quoted scalar")
+		}
+		e.end = end
+		e.render = func(force bool) string {
+			if force || !singleQuotable(want) {
+				return doubleQuote(want)
+			}
+			return "'" + strings.ReplaceAll(want, "'", "''") + "'"
+		}
+	default:
+		end, ok := plainEnd(data, off, n.Value)
+		if !ok {
+			return nil, fail("plain scalar text does not match its value")
+		}
+		e.end = end
+		flow := m.flow
+		e.render = func(force bool) string {
+			if force || !plainSafe(want, flow) {
+				return doubleQuote(want)
+			}
+			return want
+		}
+	}
+	return e, nil
+}
+
+// planBlockEdit rewrites a literal or folded block scalar: the header stays,
+// the content becomes one line holding the new value.
+func planBlockEdit(data []byte, idx *lineIndex, m marked, e *edit, fail func(string) error) (*edit, error) {
+	n := m.node
+	off := e.start
+	if c := data[off]; c != '|' && c != '>' {
+		return nil, fail("block scalar header not found")
+	}
+	hdrEnd := off + 1
+	for hdrEnd < len(data) && strings.IndexByte("+-0123456789", data[hdrEnd]) >= 0 {
+		hdrEnd++
+	}
+	trailing := n.Value[len(strings.TrimRight(n.Value, "\n")):]
+	content := strings.TrimLeft(n.Value, "\n")
+	if strings.TrimRight(content, "\n") == "" {
+		// No content line to take the indentation from: replace the header
+		// with a flow scalar.
+		e.end = hdrEnd
+		e.render = func(bool) string {
+			if plainSafe(e.want, m.flow) {
+				return e.want
+			}
+			return doubleQuote(e.want)
+		}
+		return e, nil
+	}
+	headerLine, _ := idx.position(data, off)
+	first := headerLine + 1 // first content line (1-based)
+	start, ok := idx.lineStart(first)
+	if !ok {
+		return nil, fail("block scalar content missing")
+	}
+	// The content indentation is what the first non-empty content line has
+	// beyond its value text.
+	firstValueLine := content
+	if i := strings.IndexByte(firstValueLine, '\n'); i >= 0 {
+		firstValueLine = firstValueLine[:i]
+	}
+	indent := -1
+	last := 0
+	for l := first; ; l++ {
+		text, ok := idx.lineText(data, l)
+		if !ok {
+			break
+		}
+		sp := len(text) - len(strings.TrimLeft(text, " "))
+		if strings.Trim(text, " ") == "" {
+			continue
+		}
+		if indent < 0 {
+			indent = sp - (len(firstValueLine) - len(strings.TrimLeft(firstValueLine, " ")))
+			if indent < 0 {
+				return nil, fail("block scalar indentation")
+			}
+		} else if sp < indent {
+			break
+		}
+		last = l
+	}
+	if indent < 0 || last == 0 {
+		return nil, fail("block scalar content not found")
+	}
+	lastStart, _ := idx.lineStart(last)
+	lastText, _ := idx.lineText(data, last)
+	e.start = start
+	e.end = lastStart + len(lastText)
+	e.want += trailing
+	pad := strings.Repeat(" ", indent)
+	value := strings.TrimRight(e.want, "\n")
+	e.render = func(bool) string { return pad + value }
+	return e, nil
+}
+
+// skipProperties moves past an anchor and/or tag: yaml.v3 reports a node's
+// position at its first property, and those stay as they are.
+func skipProperties(data []byte, off int) int {
+	for off < len(data) && (data[off] == '&' || data[off] == '!') {
+		for off < len(data) && !isSpaceOrBreak(data[off]) {
+			off++
+		}
+		for off < len(data) {
+			switch {
+			case isSpaceOrBreak(data[off]):
+				off++
+			case data[off] == '#':
+				for off < len(data) && data[off] != '\n' && data[off] != '\r' {
+					off++
+				}
+			default:
+				return off
+			}
+		}
+	}
+	return off
+}
+
+func isSpaceOrBreak(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+// quotedEnd returns the offset just past the quoted scalar starting at off.
+func quotedEnd(data []byte, off int, q byte) (int, bool) {
+	if off >= len(data) || data[off] != q {
+		return 0, false
+	}
+	for j := off + 1; j < len(data); j++ {
+		switch {
+		case q == '"' && data[j] == '\\':
+			j++
+		case data[j] == q:
+			if q == '\'' && j+1 < len(data) && data[j+1] == '\'' {
+				j++
+				continue
+			}
+			return j + 1, true
+		}
+	}
+	return 0, false
+}
+
+// plainEnd returns the offset just past the plain scalar at off whose value
+// is value. A single-line plain scalar is its value verbatim; a multi-line
+// one folds each line break (with the surrounding white space) into a space,
+// or into n-1 newlines for n breaks.
+func plainEnd(data []byte, off int, value string) (int, bool) {
+	if bytes.HasPrefix(data[off:], []byte(value)) {
+		return off + len(value), true
+	}
+	i, j := 0, off
+	for i < len(value) {
+		if j >= len(data) {
+			return 0, false
+		}
+		c := data[j]
+		if c == ' ' || c == '\t' || c == '\n' || c == '\r' {
+			k := j
+			for k < len(data) && (data[k] == ' ' || data[k] == '\t') {
+				k++
+			}
+			if k < len(data) && data[k] != '\n' && data[k] != '\r' {
+				// white space inside a line is part of the value
+				if value[i] != c {
+					return 0, false
+				}
+				i++
+				j++
+				continue
+			}
+			breaks := 0
+			for k < len(data) && (data[k] == '\n' || data[k] == '\r') {
+				if data[k] == '\r' && k+1 < len(data) && data[k+1] == '\n' {
+					k++
+				}
+				k++
+				breaks++
+				for k < len(data) && (data[k] == ' ' || data[k] == '\t') {
+					k++
+				}
+			}
+			if breaks == 0 {
+				return 0, false
+			}
+			want := " "
+			if breaks > 1 {
+				want = strings.Repeat("\n", breaks-1)
+			}
+			if !strings.HasPrefix(value[i:], want) {
+				return 0, false
+			}
+			i += len(want)
+			j = k
+			continue
+		}
+		if value[i] != c {
+			return 0, false
+		}
+		i++
+		j++
+	}
+	return j, true
+}
+
+// plainSafe reports whether v can be written as a plain scalar and still read
+// back as exactly the string v, under YAML 1.2 (yaml.v3) and YAML 1.1 rules
+// alike (kyaml and older tools read 1.1: "yes", "on" or "1_000" are not
+// strings there). Anything in doubt is quoted.
+func plainSafe(v string, flow bool) bool {
+	if v == "" || v != strings.TrimSpace(v) {
+		return false
+	}
+	if strings.ContainsAny(v[:1], "-?:,[]{}#&*!|>'\"%@`") {
+		return false
+	}
+	if strings.Contains(v, ": ") || strings.Contains(v, " #") || strings.HasSuffix(v, ":") {
+		return false
+	}
+	if flow && strings.ContainsAny(v, ",[]{}") {
+		return false
+	}
+	if sexagesimal.MatchString(v) {
+		return false
+	}
+	for _, r := range v {
+		if r == utf8.RuneError || !unicode.IsPrint(r) || r == '\t' {
+			return false
+		}
+	}
+	var n yaml.Node
+	if err := yaml.Unmarshal([]byte(v), &n); err != nil || len(n.Content) != 1 {
+		return false
+	}
+	if c := n.Content[0]; c.Kind != yaml.ScalarNode || c.ShortTag() != "!!str" || c.Value != v || c.Style != 0 {
+		return false
+	}
+	var old interface{}
+	if err := yaml2.Unmarshal([]byte(v), &old); err != nil {
+		return false
+	}
+	s, ok := old.(string)
+	return ok && s == v
+}
+
+func singleQuotable(v string) bool {
+	for _, r := range v {
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// doubleQuote writes v as a YAML double-quoted scalar.
+func doubleQuote(v string) string {
+	var b strings.Builder
+	b.Grow(len(v) + 2)
+	b.WriteByte('"')
+	for _, r := range v {
+		switch {
+		case r == '"':
+			b.WriteString(`\"`)
+		case r == '\\':
+			b.WriteString(`\\`)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r == utf8.RuneError:
+			b.WriteString(`\uFFFD`)
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&b, `\x%02X`, r)
+		case !unicode.IsPrint(r) && r != ' ':
+			if r > 0xFFFF {
+				fmt.Fprintf(&b, `\U%08X`, r)
+			} else {
+				fmt.Fprintf(&b, `\u%04X`, r)
+			}
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// lineIndex maps yaml.v3 line/column marks to byte offsets. Like yaml.v3 it
+// counts CRLF, CR, LF, NEL, LS and PS as line breaks and columns in runes.
+type lineIndex struct {
+	starts []int // byte offset of the start of each line
+}
+
+func newLineIndex(data []byte) *lineIndex {
+	start := 0
+	if bytes.HasPrefix(data, []byte("\xef\xbb\xbf")) {
+		start = 3
+	}
+	starts := []int{start}
+	for i := start; i < len(data); {
+		w := breakWidth(data, i)
+		if w == 0 {
+			i++
+			continue
+		}
+		i += w
+		starts = append(starts, i)
+	}
+	return &lineIndex{starts: starts}
+}
+
+// breakWidth is the length of the line break at i, or 0.
+func breakWidth(data []byte, i int) int {
+	switch c := data[i]; {
+	case c == '\r':
+		if i+1 < len(data) && data[i+1] == '\n' {
+			return 2
+		}
+		return 1
+	case c == '\n':
+		return 1
+	case c == 0xC2 && i+1 < len(data) && data[i+1] == 0x85:
+		return 2
+	case c == 0xE2 && i+2 < len(data) && data[i+1] == 0x80 && (data[i+2] == 0xA8 || data[i+2] == 0xA9):
+		return 3
+	}
+	return 0
+}
+
+func (x *lineIndex) lineStart(line int) (int, bool) {
+	if line < 1 || line > len(x.starts) {
+		return 0, false
+	}
+	return x.starts[line-1], true
+}
+
+// lineText returns the text of a line without its line break.
+func (x *lineIndex) lineText(data []byte, line int) (string, bool) {
+	start, ok := x.lineStart(line)
+	if !ok || start > len(data) || (start == len(data) && line > 1 && line == len(x.starts)) {
+		return "", false
+	}
+	end := start
+	for end < len(data) && breakWidth(data, end) == 0 {
+		end++
+	}
+	return string(data[start:end]), true
+}
+
+// offset converts a 1-based line and rune column to a byte offset.
+func (x *lineIndex) offset(data []byte, line, col int) (int, bool) {
+	off, ok := x.lineStart(line)
+	if !ok || col < 1 {
+		return 0, false
+	}
+	for k := 1; k < col; k++ {
+		if off >= len(data) || breakWidth(data, off) > 0 {
+			return 0, false
+		}
+		_, w := utf8.DecodeRune(data[off:])
+		off += w
+	}
+	return off, true
+}
+
+// position converts a byte offset to a 1-based line and rune column.
+func (x *lineIndex) position(data []byte, off int) (line, col int) {
+	i := sort.Search(len(x.starts), func(i int) bool { return x.starts[i] > off }) - 1
+	if i < 0 {
+		i = 0
+	}
+	return i + 1, utf8.RuneCount(data[x.starts[i]:off]) + 1
+}
+
+// UpdateOptions tunes Update.
+type UpdateOptions struct {
+	// DryRun computes the changes (and the diff) without writing files.
+	DryRun bool
+}
+
+// SkippedFile is a candidate file (it contains the marker text) that was left
+// alone because it does not parse as YAML or is a template.
+type SkippedFile struct {
+	Path   string // slash path relative to the filesystem root
+	Line   int    // 1-based, 0 when unknown
+	Col    int    // 1-based, 0 when unknown
+	Reason string
+}
+
+func (s SkippedFile) String() string {
+	return (&ParseError{File: s.Path, Line: s.Line, Col: s.Col, Msg: s.Reason}).Error()
+}
+
+// Result is what Update did (or, with DryRun, would do).
+type Result struct {
+	Changes      []Change      // in file order, then line order
+	FilesScanned int           // YAML files read (named *.yaml, *.yml, Kustomization)
+	Skipped      []SkippedFile // candidate files left alone, by path
+
+	files []fileUpdate
+}
+
+type fileUpdate struct {
+	path     string
+	old, new []byte
+}
+
+// ChangedFiles lists the paths (relative to the filesystem root) of the files
+// that changed, sorted.
+func (r *Result) ChangedFiles() []string {
+	out := make([]string, 0, len(r.files))
+	for _, f := range r.files {
+		out = append(out, f.path)
+	}
+	return out
+}
+
+// Diff is a unified diff (a/ and b/ prefixes, 3 lines of context) of every
+// changed file, in path order; empty when nothing changed.
+func (r *Result) Diff() string {
+	var b strings.Builder
+	for _, f := range r.files {
+		b.WriteString(UnifiedDiff("a/"+f.path, "b/"+f.path, f.old, f.new, 3))
+	}
+	return b.String()
+}
+
+// NoMarkerError says that some policies have no setter marker anywhere in the
+// scanned tree: the update would silently deploy nothing.
+type NoMarkerError struct {
+	Policies     []string // policy IDs, sorted
+	Root         string
+	FilesScanned int
+	Skipped      []SkippedFile // candidate files that were left alone
+}
+
+func (e *NoMarkerError) Error() string {
+	var b strings.Builder
+	if len(e.Policies) == 1 {
+		fmt.Fprintf(&b, "no setter marker for image policy %q", e.Policies[0])
+	} else {
+		fmt.Fprintf(&b, "no setter markers for image policies %s", strings.Join(quoteAll(e.Policies), ", "))
+	}
+	fmt.Fprintf(&b, " in %d YAML files scanned under %q", e.FilesScanned, displayRoot(e.Root))
+	if n := len(e.Skipped); n > 0 {
+		// A marker in a file that does not parse is the likely culprit.
+		fmt.Fprintf(&b, " (%d files with marker text skipped: ", n)
+		for i, s := range e.Skipped {
+			if i == 3 {
+				fmt.Fprintf(&b, "; and %d more", n-i)
+				break
+			}
+			if i > 0 {
+				b.WriteString("; ")
+			}
+			b.WriteString(s.String())
+		}
+		b.WriteString(")")
+	}
+	fmt.Fprintf(&b, `; expected a comment like # {"$imagepolicy": "%s"} on an image value`, e.Policies[0])
+	return b.String()
+}
+
+func quoteAll(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = strconv.Quote(s)
+	}
+	return out
+}
+
+func displayRoot(root string) string {
+	if root == "" {
+		return "."
+	}
+	return root
+}
+
+// isCandidate reports whether Flux would read a file with this name.
+func isCandidate(base string) bool {
+	return strings.HasSuffix(base, ".yaml") || strings.HasSuffix(base, ".yml") || base == "Kustomization"
+}
+
+// walkYAML calls fn for every candidate file under root, in sorted path order.
+// It skips .git directories and symbolic links (following a link could read
+// or write outside the tree).
+func walkYAML(fsys billy.Filesystem, root string, fn func(p string, data []byte) error) error {
+	root = slashpath.Clean("/" + filepath.ToSlash(root))[1:]
+	dir := root
+	if dir == "" {
+		dir = "."
+	}
+	fi, err := fsys.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("reading %q: %w", displayRoot(root), err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%q is not a directory", displayRoot(root))
+	}
+	var walk func(dir string) error
+	walk = func(dir string) error {
+		d := dir
+		if d == "" {
+			d = "."
+		}
+		entries, err := fsys.ReadDir(d)
+		if err != nil {
+			return fmt.Errorf("reading directory %q: %w", displayRoot(dir), err)
+		}
+		sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
+		for _, e := range entries {
+			p := slashpath.Join(dir, e.Name())
+			switch {
+			case e.Mode()&os.ModeSymlink != 0:
+				continue
+			case e.IsDir():
+				if e.Name() == ".git" {
+					continue
+				}
+				if err := walk(p); err != nil {
+					return err
+				}
+			case e.Mode().IsRegular() && isCandidate(e.Name()):
+				data, err := util.ReadFile(fsys, p)
+				if err != nil {
+					return fmt.Errorf("reading %q: %w", p, err)
+				}
+				if err := fn(p, data); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	return walk(root)
+}
+
+// Update applies the policies to every candidate file under root in fsys (an
+// osfs directory or a go-git worktree) and writes the files that changed,
+// only after all of them were computed: on error nothing is written. Paths in
+// the result are slash paths relative to the root of fsys. A policy whose
+// marker appears in no file is a *NoMarkerError.
+func Update(fsys billy.Filesystem, root string, policies []Policy, opts UpdateOptions) (*Result, error) {
+	byID, err := validatePolicies(policies)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{}
+	found := map[string]bool{}
+	err = walkYAML(fsys, root, func(p string, data []byte) error {
+		res.FilesScanned++
+		fr, err := updateBytes(p, data, byID)
+		var pe *ParseError
+		if errors.As(err, &pe) {
+			res.Skipped = append(res.Skipped, SkippedFile{Path: p, Line: pe.Line, Col: pe.Col, Reason: pe.Msg})
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		for id := range fr.found {
+			found[id] = true
+		}
+		if len(fr.changes) > 0 {
+			res.Changes = append(res.Changes, fr.changes...)
+			res.files = append(res.files, fileUpdate{path: p, old: data, new: fr.out})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var missing []string
+	for id := range byID {
+		if !found[id] {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return nil, &NoMarkerError{Policies: missing, Root: root, FilesScanned: res.FilesScanned, Skipped: res.Skipped}
+	}
+	if opts.DryRun {
+		return res, nil
+	}
+	for _, f := range res.files {
+		if err := overwrite(fsys, f.path, f.new); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+// overwrite replaces a file's content in place, keeping its mode.
+func overwrite(fsys billy.Filesystem, p string, data []byte) error {
+	fi, err := fsys.Stat(p)
+	if err != nil {
+		return fmt.Errorf("writing %q: %w", p, err)
+	}
+	f, err := fsys.OpenFile(p, os.O_WRONLY|os.O_TRUNC, fi.Mode().Perm())
+	if err != nil {
+		return fmt.Errorf("writing %q: %w", p, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("writing %q: %w", p, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("writing %q: %w", p, err)
+	}
+	return nil
+}
+
+// Found is the value at one setter marker.
+type Found struct {
+	File      string // slash path relative to the filesystem root
+	Line      int
+	Kind      string
+	Namespace string
+	Name      string
+	Setter    string // the marker's reference, e.g. "flux-system:notes:tag"
+	Field     string // FieldImage, FieldTag, FieldName or FieldDigest
+	Value     string // block scalars without their trailing line breaks
+}
+
+// Current reads the values at the markers for one policy ("namespace:name")
+// without changing anything, in file and line order. Files that do not parse
+// or are templates are passed over, as Update passes over them.
+func Current(fsys billy.Filesystem, root string, policyID string) ([]Found, error) {
+	ns, nm, ok := strings.Cut(policyID, ":")
+	if !ok || !k8sNamePattern.MatchString(ns) || !k8sNamePattern.MatchString(nm) {
+		return nil, fmt.Errorf("invalid image policy %q: want namespace:name", policyID)
+	}
+	var out []Found
+	err := walkYAML(fsys, root, func(p string, data []byte) error {
+		if !bytes.Contains(data, []byte(markerToken)) || templateError(p, data) != nil {
+			return nil
+		}
+		docs, err := parseDocuments(p, data)
+		if err != nil {
+			return nil
+		}
+		for _, m := range collectMarkers(docs) {
+			if m.policyID != policyID {
+				continue
+			}
+			v := m.node.Value
+			if m.node.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0 {
+				v = strings.TrimRight(v, "\n")
+			}
+			out = append(out, Found{
+				File: p, Line: m.node.Line,
+				Kind: m.obj.Kind, Namespace: m.obj.Namespace, Name: m.obj.Name,
+				Setter: setterName(m.policyID, m.field), Field: m.field, Value: v,
+			})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}

@@ -1,0 +1,319 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/notesctl/notesctl/registry"
+	"github.com/notesctl/notesctl/render"
+)
+
+// BuildOptions are the inputs of the first half of a release: render a site
+// commit and publish it as an image.
+type BuildOptions struct {
+	// Source.
+	SiteDir         string
+	Revision        string
+	AllowDirty      bool
+	Branch          string
+	SourceDateEpoch *time.Time
+
+	// Render.
+	RequireHugo   string
+	AllowWarnings bool
+	BaseURL       string
+
+	// Image: Image is the repository the GitOps repo refers to (and the
+	// push target unless To is set); To is "oci:PATH" for a layout.
+	Image       string
+	To          string
+	Base        string
+	WebRoot     string
+	Platforms   []string
+	TagTemplate string
+	ExtraTags   []string
+
+	// Registry access for the base and the push.
+	Registry registry.PublishOptions
+}
+
+// BuildResult is what a build published.
+type BuildResult struct {
+	Image          string        `json:"image"` // repository:tag@digest, as the GitOps repo will hold it
+	Repository     string        `json:"repository"`
+	Tag            string        `json:"tag"`
+	Tags           []string      `json:"tags"`
+	Digest         string        `json:"digest"`
+	Destination    string        `json:"destination"` // registry repository or oci:PATH
+	Commit         string        `json:"commit"`
+	Revision       string        `json:"revision"`
+	Branch         string        `json:"branch"`
+	CommitTime     time.Time     `json:"commitTime"`
+	Pages          int           `json:"pages"`
+	Files          int           `json:"files"`
+	SiteBytes      int64         `json:"siteBytes"`
+	Layers         []LayerResult `json:"layers"`
+	BytesUploaded  int64         `json:"bytesUploaded"`
+	AlreadyPresent bool          `json:"alreadyPresent"`
+	Generator      string        `json:"generator"`
+	GeneratorVer   string        `json:"generatorVersion"`
+}
+
+// LayerResult describes one of the layers notesctl added.
+type LayerResult struct {
+	Name   string `json:"name"`
+	Digest string `json:"digest"`
+	Size   int64  `json:"size"`
+	Files  int    `json:"files"`
+}
+
+// plannedBuild is a build up to the point where the tag is known: enough to
+// decide whether anything needs doing.
+type plannedBuild struct {
+	src  *render.Source
+	tag  string
+	tags []string
+	repo name.Repository
+}
+
+func (o BuildOptions) validate() error {
+	if o.Image == "" {
+		return fmt.Errorf("no image repository: pass --image (e.g. ghcr.io/acme/notes)")
+	}
+	if o.To != "" && !strings.HasPrefix(o.To, "oci:") {
+		return fmt.Errorf("--to %q: only oci:PATH is supported (to push to a registry, name it in --image)", o.To)
+	}
+	if o.To == "oci:" {
+		return fmt.Errorf("--to %q: oci: needs a path, e.g. oci:./out/image", o.To)
+	}
+	return nil
+}
+
+// imageRepository parses --image. A tag or digest in it is refused: the tag
+// is derived from the commit.
+func imageRepository(image string, insecure bool) (name.Repository, error) {
+	var opts []name.Option
+	if insecure {
+		opts = append(opts, name.Insecure)
+	}
+	if strings.Contains(image, "@") {
+		return name.Repository{}, fmt.Errorf("--image %q: give a repository without a digest; notesctl derives the tag and digest", image)
+	}
+	repo, err := name.NewRepository(image, append(opts, name.StrictValidation)...)
+	if err != nil {
+		// Distinguish a tag from a malformed name for a clearer message.
+		if ref, terr := name.NewTag(image, opts...); terr == nil && ref.TagStr() != "" && strings.Count(image, ":") > strings.Count(ref.RegistryStr(), ":") {
+			return name.Repository{}, fmt.Errorf("--image %q: give a repository without a tag (the tag is derived from the commit): %s", image, ref.Context().Name())
+		}
+		return name.Repository{}, fmt.Errorf("--image %q is not a valid image repository: %v", image, err)
+	}
+	return repo, nil
+}
+
+// plan reads the source and works out the tags.
+func plan(r *runner, opts BuildOptions) (*plannedBuild, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	repo, err := imageRepository(opts.Image, opts.Registry.Insecure)
+	if err != nil {
+		return nil, err
+	}
+	p := &plannedBuild{repo: repo}
+	err = r.stage(StageSource, func() (string, error) {
+		src, err := render.ReadSource(render.SourceOptions{
+			SiteDir:         opts.SiteDir,
+			Revision:        opts.Revision,
+			AllowDirty:      opts.AllowDirty,
+			Branch:          opts.Branch,
+			SourceDateEpoch: opts.SourceDateEpoch,
+		})
+		if err != nil {
+			return "", err
+		}
+		p.src = src
+		p.tag, err = registry.RenderTag(opts.TagTemplate, registry.TagData{
+			Branch:           src.Branch,
+			SHA:              src.Commit,
+			ShortSHA:         src.ShortCommit(),
+			Timestamp:        src.Time.Unix(),
+			Generator:        render.GeneratorName,
+			GeneratorVersion: render.HugoVersion(),
+			Dirty:            src.Dirty,
+		})
+		if err != nil {
+			return "", err
+		}
+		p.tags = []string{p.tag}
+		for _, t := range opts.ExtraTags {
+			st := registry.SanitizeTag(t)
+			if st == "" {
+				return "", fmt.Errorf("--extra-tag %q: nothing of it is valid in an OCI tag", t)
+			}
+			if !contains(p.tags, st) {
+				p.tags = append(p.tags, st)
+			}
+		}
+		state := "commit " + src.ShortCommit()
+		if src.Dirty {
+			state += " (dirty work tree)"
+		}
+		return fmt.Sprintf("%s on %s, %d files", state, src.Branch, src.FileCount), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Build renders the site commit and publishes the image.
+func Build(ctx context.Context, opts BuildOptions, sink Sink) (*BuildResult, error) {
+	r := newRunner(sink)
+	p, err := plan(r, opts)
+	if err != nil {
+		return nil, err
+	}
+	return buildPlanned(ctx, r, opts, p)
+}
+
+func buildPlanned(ctx context.Context, r *runner, opts BuildOptions, p *plannedBuild) (*BuildResult, error) {
+	res := &BuildResult{
+		Repository:   p.repo.Name(),
+		Tag:          p.tag,
+		Tags:         p.tags,
+		Commit:       p.src.Commit,
+		Revision:     p.src.Revision(),
+		Branch:       p.src.Branch,
+		CommitTime:   p.src.Time,
+		Generator:    render.GeneratorName,
+		GeneratorVer: render.HugoVersion(),
+	}
+
+	var site *render.Site
+	err := r.stage(StageRender, func() (string, error) {
+		var err error
+		site, err = render.Render(ctx, p.src, render.Options{
+			BaseURL:       opts.BaseURL,
+			RequireHugo:   opts.RequireHugo,
+			AllowWarnings: opts.AllowWarnings,
+		})
+		if err != nil {
+			return "", err
+		}
+		res.Pages, res.Files, res.SiteBytes = site.Pages, site.FileCount, site.Bytes
+		for _, w := range site.Warnings {
+			r.note(StageRender, w)
+		}
+		return fmt.Sprintf("%d pages, %d files, %s with Hugo %s", site.Pages, site.FileCount, humanBytes(site.Bytes), render.HugoVersion()), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	var art registry.Artifact
+	err = r.stage(StageImage, func() (string, error) {
+		ropts, err := opts.Registry.RemoteOptions(ctx, opts.Base)
+		if err != nil {
+			return "", err
+		}
+		var report *registry.BuildReport
+		art, report, err = registry.Build(ctx, site.Files, registry.BuildOptions{
+			Base:      opts.Base,
+			WebRoot:   opts.WebRoot,
+			Platforms: opts.Platforms,
+			Created:   p.src.Time,
+			Meta: registry.Metadata{
+				Source:           p.src.RemoteURL,
+				Revision:         p.src.Revision(),
+				Created:          p.src.Time,
+				Version:          p.tag,
+				Title:            site.Title,
+				Generator:        render.GeneratorName,
+				GeneratorVersion: render.HugoVersion(),
+			},
+			RemoteOptions: ropts,
+		})
+		if err != nil {
+			return "", err
+		}
+		var parts []string
+		for _, l := range report.Layers {
+			res.Layers = append(res.Layers, LayerResult{Name: l.Name, Digest: l.Digest.String(), Size: l.Size, Files: l.Files})
+			parts = append(parts, fmt.Sprintf("%s %s (%d files)", l.Name, humanBytes(l.Size), l.Files))
+		}
+		d, err := art.Digest()
+		if err != nil {
+			return "", err
+		}
+		res.Digest = d.String()
+		return fmt.Sprintf("%s; layers: %s", short(d.String()), strings.Join(parts, ", ")), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	dest := p.repo.Name()
+	if opts.To != "" {
+		dest = opts.To
+	}
+	res.Destination = dest
+	err = r.stage(StagePush, func() (string, error) {
+		popts := opts.Registry
+		popts.Tags = p.tags
+		userProgress := popts.Progress
+		popts.Progress = func(done, total int64) {
+			r.sink.Event(Event{Stage: StagePush, Kind: EventProgress, Bytes: done, Total: total})
+			if userProgress != nil {
+				userProgress(done, total)
+			}
+		}
+		pub, err := registry.Publish(ctx, dest, art, popts)
+		if err != nil {
+			return "", err
+		}
+		res.BytesUploaded = pub.BytesUploaded
+		res.AlreadyPresent = pub.AlreadyPresent
+		if pub.AlreadyPresent {
+			return fmt.Sprintf("%s:%s already points at %s: nothing uploaded", dest, p.tag, short(res.Digest)), nil
+		}
+		return fmt.Sprintf("%s:%s, %s uploaded", dest, strings.Join(p.tags, ","), humanBytes(pub.BytesUploaded)), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	res.Image = fmt.Sprintf("%s:%s@%s", p.repo.Name(), p.tag, res.Digest)
+	return res, nil
+}
+
+func short(digest string) string {
+	if i := strings.Index(digest, ":"); i >= 0 && len(digest) > i+13 {
+		return digest[:i+13]
+	}
+	return digest
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

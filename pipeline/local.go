@@ -1,0 +1,130 @@
+package pipeline
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/go-git/go-billy/v5/osfs"
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
+
+	"github.com/notesctl/notesctl/manifests"
+	"github.com/notesctl/notesctl/render"
+)
+
+func generatorVersion() string { return render.HugoVersion() }
+
+// IsLocalPath reports whether a GitOps location is a path, not a URL.
+func IsLocalPath(loc string) bool {
+	if strings.HasPrefix(loc, "file://") {
+		return true
+	}
+	if strings.Contains(loc, "://") {
+		return false
+	}
+	// scp-like "git@host:path" has a colon before any slash.
+	if i := strings.Index(loc, ":"); i > 0 && !strings.Contains(loc[:i], "/") && len(loc[:i]) > 1 {
+		return false
+	}
+	return true
+}
+
+// scaffoldLocal creates a local GitOps repository with the scaffolded
+// manifests when loc is a path that does not exist yet, or an empty folder.
+// A dry run scaffolds into a temporary folder and returns its path instead,
+// so that nothing is created. The scaffold is its own commit, so that the
+// release commit shows only the image change.
+func scaffoldLocal(loc string, so manifests.ScaffoldOptions, image string, dryRun bool) (made bool, url string, cleanup func(), err error) {
+	cleanup = func() {}
+	if !IsLocalPath(loc) {
+		return false, loc, cleanup, nil
+	}
+	dir := strings.TrimPrefix(loc, "file://")
+	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
+		return false, loc, cleanup, nil
+	} else if err != nil && !os.IsNotExist(err) {
+		return false, loc, cleanup, fmt.Errorf("GitOps repository %s: %w", dir, err)
+	}
+	if dryRun {
+		tmp, err := os.MkdirTemp("", "notesctl-gitops-")
+		if err != nil {
+			return false, loc, cleanup, err
+		}
+		cleanup = func() { os.RemoveAll(tmp) }
+		dir = tmp
+	}
+	if so.Image == "" {
+		so.Image = image
+	}
+	if so.GitURL == "" {
+		// Flux needs a URL it can clone; for a local repository the honest
+		// default is its file URL, to be changed when it gets a remote.
+		abs, err := filepath.Abs(strings.TrimPrefix(loc, "file://"))
+		if err != nil {
+			return false, loc, cleanup, err
+		}
+		so.GitURL = "file://" + filepath.ToSlash(abs)
+	}
+	if err := initScaffold(dir, so); err != nil {
+		cleanup()
+		return false, loc, func() {}, err
+	}
+	if dryRun {
+		return true, dir, cleanup, nil
+	}
+	return true, loc, cleanup, nil
+}
+
+func initScaffold(dir string, so manifests.ScaffoldOptions) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		return fmt.Errorf("GitOps repository %s: %w", abs, err)
+	}
+	repo, err := git.PlainInitWithOptions(abs, &git.PlainInitOptions{
+		InitOptions: git.InitOptions{DefaultBranch: plumbing.NewBranchReferenceName("main")},
+	})
+	if err != nil {
+		return fmt.Errorf("GitOps repository %s: git init: %w", abs, err)
+	}
+	written, err := manifests.Scaffold(osfs.New(abs), "", so)
+	if err != nil {
+		return err
+	}
+	wt, err := repo.Worktree()
+	if err != nil {
+		return err
+	}
+	for _, f := range written {
+		if _, err := wt.Add(filepath.ToSlash(f)); err != nil {
+			return fmt.Errorf("GitOps repository %s: git add %s: %w", abs, f, err)
+		}
+	}
+	sig := scaffoldSignature()
+	if _, err := wt.Commit("Scaffold notes site manifests (notesctl manifests init)\n", &git.CommitOptions{Author: sig, Committer: sig}); err != nil {
+		return fmt.Errorf("GitOps repository %s: commit: %w", abs, err)
+	}
+	return nil
+}
+
+func scaffoldSignature() *object.Signature {
+	return &object.Signature{Name: "notesctl", Email: "notesctl@localhost", When: nowFunc()}
+}
+
+// tempDir is a temporary OCI layout for dry runs.
+type tempDir struct{ dir string }
+
+func tempLayout() (*tempDir, error) {
+	d, err := os.MkdirTemp("", "notesctl-dry-run-")
+	if err != nil {
+		return nil, err
+	}
+	return &tempDir{dir: d}, nil
+}
+
+func (t *tempDir) cleanup() { os.RemoveAll(t.dir) }

@@ -1,0 +1,390 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/go-git/go-billy/v5"
+
+	"github.com/notesctl/notesctl/manifests"
+	"github.com/notesctl/notesctl/registry"
+)
+
+// DefaultMessageTemplate is the GitOps commit message. The trailers name
+// the source commit and the image so that `git log --grep` and tooling can
+// trace a deployment back to the site commit.
+const DefaultMessageTemplate = `Deploy {{.Repository}}:{{.Tag}}
+
+Update {{.Policy}} to {{.Image}}
+{{- if .Rollback}} (rollback){{end}}
+
+Source-Commit: {{.Commit}}
+Image: {{.Image}}
+`
+
+// ReleaseOptions are the inputs of a whole release.
+type ReleaseOptions struct {
+	Build BuildOptions
+	// GitOps is the repository the update commit goes to.
+	GitOps manifests.GitOpsOptions
+	// Policy is the Flux ImagePolicy the markers name, "namespace:name".
+	Policy string
+	// MessageTemplate is a text/template over MessageData; empty = default.
+	MessageTemplate string
+	// DryRun renders and builds but publishes and commits nothing: the
+	// result holds what would be pushed and the GitOps diff.
+	DryRun bool
+	// Scaffold, when set, creates a local GitOps repository with
+	// manifests.Scaffold if GitOps.URL names a path that does not exist.
+	Scaffold *manifests.ScaffoldOptions
+	// FluxWebhook is a Flux Receiver URL to call after the commit, signed
+	// with FluxWebhookToken (HMAC-SHA256, generic-hmac receivers).
+	FluxWebhook      string
+	FluxWebhookToken string
+}
+
+// MessageData is what a commit message template sees.
+type MessageData struct {
+	Image       string // repository:tag@digest
+	Repository  string
+	Tag         string
+	Digest      string
+	Commit      string // source commit
+	ShortCommit string
+	Branch      string
+	Policy      string
+	Changes     []manifests.Change
+	Rollback    bool
+}
+
+// ReleaseResult is the one result of a release.
+type ReleaseResult struct {
+	Build     *BuildResult       `json:"build"`
+	GitOps    GitOpsResult       `json:"gitops"`
+	Skipped   bool               `json:"skipped"`
+	Reason    string             `json:"reason,omitempty"`
+	DryRun    bool               `json:"dryRun"`
+	Notified  bool               `json:"notified"`
+	Durations map[Stage]Duration `json:"durations"`
+}
+
+// GitOpsResult is what happened in the GitOps repository.
+type GitOpsResult struct {
+	Repository string             `json:"repository"`
+	Branch     string             `json:"branch"`
+	Commit     string             `json:"commit,omitempty"`
+	Changed    bool               `json:"changed"`
+	Changes    []manifests.Change `json:"changes,omitempty"`
+	Diff       string             `json:"diff,omitempty"`
+	Attempts   int                `json:"attempts,omitempty"`
+	Scaffolded bool               `json:"scaffolded,omitempty"`
+}
+
+// Duration marshals as seconds.
+type Duration time.Duration
+
+// MarshalJSON writes seconds with millisecond precision.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return []byte(fmt.Sprintf("%.3f", time.Duration(d).Seconds())), nil
+}
+
+func parsePolicy(s string) (ns, name string, err error) {
+	parts := strings.Split(s, ":")
+	if len(parts) != 2 || parts[0] == "" || parts[1] == "" {
+		return "", "", fmt.Errorf("--policy %q: want NAMESPACE:NAME of the Flux ImagePolicy, e.g. flux-system:notes", s)
+	}
+	return parts[0], parts[1], nil
+}
+
+// Release runs the whole pipeline.
+func Release(ctx context.Context, opts ReleaseOptions, sink Sink) (*ReleaseResult, error) {
+	r := newRunner(sink)
+	res := &ReleaseResult{DryRun: opts.DryRun, GitOps: GitOpsResult{Repository: manifests.RedactURL(opts.GitOps.URL), Branch: opts.GitOps.Branch}}
+	defer func() { res.Durations = durations(r.times.snapshot()) }()
+
+	if opts.Policy == "" {
+		opts.Policy = "flux-system:notes"
+	}
+	ns, pname, err := parsePolicy(opts.Policy)
+	if err != nil {
+		return nil, err
+	}
+	if opts.GitOps.URL == "" {
+		return nil, fmt.Errorf("no GitOps repository: pass --gitops URL|PATH")
+	}
+	if err := checkMessageTemplate(opts.MessageTemplate); err != nil {
+		return nil, err
+	}
+
+	p, err := plan(r, opts.Build)
+	if err != nil {
+		return nil, err
+	}
+
+	if opts.Scaffold != nil {
+		made, url, cleanup, err := scaffoldLocal(opts.GitOps.URL, *opts.Scaffold, p.repo.Name(), opts.DryRun)
+		if err != nil {
+			return nil, err
+		}
+		defer cleanup()
+		opts.GitOps.URL = url
+		res.GitOps.Scaffolded = made
+		if made {
+			r.note(StageUpdate, "created GitOps repository "+opts.GitOps.URL+" (manifests init)")
+		}
+	}
+
+	// Idempotency: if the GitOps repo already deploys an image of this very
+	// commit and generator, there is nothing to render, push or commit.
+	if !p.src.Dirty {
+		if ref, ok := deployedRelease(ctx, opts, p, ns+":"+pname); ok {
+			res.Skipped = true
+			res.Reason = fmt.Sprintf("the GitOps repository already deploys %s, built from commit %s with Hugo %s", ref, p.src.ShortCommit(), generatorVersion())
+			res.Build = &BuildResult{Image: ref, Tag: p.tag, Commit: p.src.Commit, Revision: p.src.Revision(), Branch: p.src.Branch, CommitTime: p.src.Time, Repository: p.repo.Name(), Generator: "hugo", GeneratorVer: generatorVersion()}
+			if i := strings.LastIndex(ref, "@"); i >= 0 {
+				res.Build.Digest = ref[i+1:]
+			}
+			r.note(StageUpdate, res.Reason+": nothing to do")
+			return res, nil
+		}
+	}
+
+	buildOpts := opts.Build
+	if opts.DryRun {
+		// A dry run builds for real but publishes into a throwaway layout,
+		// so that the digest it reports is the one a real run would push.
+		tmp, err := tempLayout()
+		if err != nil {
+			return nil, err
+		}
+		defer tmp.cleanup()
+		buildOpts.To = "oci:" + tmp.dir
+	}
+	build, err := buildPlanned(ctx, r, buildOpts, p)
+	if err != nil {
+		return nil, err
+	}
+	if opts.DryRun {
+		build.Destination = opts.Build.Image
+		if opts.Build.To != "" {
+			build.Destination = opts.Build.To
+		}
+		build.BytesUploaded = 0
+	}
+	res.Build = build
+
+	if !opts.DryRun {
+		// Never commit for an image that is not complete where it was pushed.
+		err = r.stage(StageVerify, func() (string, error) {
+			target := build.Destination + "@" + build.Digest
+			if strings.HasPrefix(build.Destination, "oci:") {
+				target = build.Destination + "@" + build.Digest
+			}
+			if err := registry.Verify(ctx, target, opts.Build.Registry); err != nil {
+				return "", fmt.Errorf("image %s is not complete in %s; not committing: %w", build.Image, build.Destination, err)
+			}
+			return "manifest and every blob present", nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+
+	policy := manifests.Policy{Namespace: ns, Name: pname, Image: build.Repository, Tag: build.Tag, Digest: build.Digest}
+	data := MessageData{
+		Image: build.Image, Repository: build.Repository, Tag: build.Tag, Digest: build.Digest,
+		Commit: build.Commit, ShortCommit: shortCommit(build.Commit), Branch: build.Branch, Policy: opts.Policy,
+	}
+	if err := r.stage(StageUpdate, func() (string, error) {
+		return updateGitOps(ctx, r, opts, policy, data, &res.GitOps)
+	}); err != nil {
+		return res, err
+	}
+
+	if opts.FluxWebhook != "" && res.GitOps.Changed && !opts.DryRun {
+		if err := r.stage(StageNotify, func() (string, error) {
+			return notifyReceiver(ctx, opts.FluxWebhook, opts.FluxWebhookToken, res)
+		}); err != nil {
+			return res, err
+		}
+		res.Notified = true
+	}
+	return res, nil
+}
+
+func shortCommit(c string) string {
+	if len(c) > 7 {
+		return c[:7]
+	}
+	return c
+}
+
+func durations(in map[Stage]time.Duration) map[Stage]Duration {
+	out := make(map[Stage]Duration, len(in))
+	for k, v := range in {
+		out[k] = Duration(v)
+	}
+	return out
+}
+
+func checkMessageTemplate(t string) error {
+	if t == "" {
+		return nil
+	}
+	if _, err := template.New("message").Option("missingkey=error").Parse(t); err != nil {
+		return fmt.Errorf("--message template: %w", err)
+	}
+	return nil
+}
+
+func renderMessage(t string, d MessageData) (string, error) {
+	if t == "" {
+		t = DefaultMessageTemplate
+	}
+	tmpl, err := template.New("message").Option("missingkey=error").Parse(t)
+	if err != nil {
+		return "", fmt.Errorf("--message template: %w", err)
+	}
+	var b bytes.Buffer
+	if err := tmpl.Execute(&b, d); err != nil {
+		return "", fmt.Errorf("--message template: %w", err)
+	}
+	msg := strings.TrimSpace(b.String())
+	if msg == "" {
+		return "", errors.New("--message template rendered an empty commit message")
+	}
+	return msg + "\n", nil
+}
+
+// updateGitOps applies the policy to the GitOps repository and commits. The
+// edit runs again on a fresh tip if the push races another release.
+func updateGitOps(ctx context.Context, r *runner, opts ReleaseOptions, policy manifests.Policy, data MessageData, out *GitOpsResult) (string, error) {
+	edit := func(fsys billy.Filesystem, head manifests.CommitInfo) (string, bool, error) {
+		newer, err := newerRelease(fsys, policy)
+		if err != nil {
+			return "", false, err
+		}
+		if newer != "" {
+			r.note(StageUpdate, fmt.Sprintf("the GitOps repository already deploys %s, newer than %s: not overwriting it", newer, policy.Tag))
+			out.Changes = nil
+			return "", false, nil
+		}
+		result, err := manifests.Update(fsys, "", []manifests.Policy{policy}, manifests.UpdateOptions{DryRun: opts.DryRun})
+		if err != nil {
+			return "", false, err
+		}
+		for _, s := range result.Skipped {
+			r.note(StageUpdate, "skipped "+s.String())
+		}
+		out.Changes = result.Changes
+		out.Diff = result.Diff()
+		if len(result.Changes) == 0 || opts.DryRun {
+			return "", false, nil
+		}
+		d := data
+		d.Changes = result.Changes
+		msg, err := renderMessage(opts.MessageTemplate, d)
+		return msg, err == nil, err
+	}
+	cr, err := manifests.Commit(ctx, opts.GitOps, edit)
+	if err != nil {
+		return "", err
+	}
+	out.Commit, out.Changed, out.Attempts = cr.Hash, cr.Changed, cr.Attempts
+	if out.Branch == "" {
+		out.Branch = cr.Branch
+	}
+	switch {
+	case opts.DryRun:
+		return fmt.Sprintf("dry run: %d change(s) would be committed", len(out.Changes)), nil
+	case !cr.Changed:
+		return "no change: the manifests already hold this image", nil
+	default:
+		return fmt.Sprintf("commit %s on %s (%d change(s))", shortCommit(cr.Hash), out.Branch, len(out.Changes)), nil
+	}
+}
+
+// newerRelease returns the reference deployed now if its tag is one of
+// ours and newer (by commit time) than the tag being released: a release
+// that lost a race must not roll the site back.
+func newerRelease(fsys billy.Filesystem, policy manifests.Policy) (string, error) {
+	found, err := manifests.Current(fsys, "", policy.ID())
+	if err != nil {
+		return "", err
+	}
+	_, _, ours, _, ok := registry.ParseTag(policy.Tag)
+	if !ok {
+		return "", nil
+	}
+	for _, f := range found {
+		tag := tagOf(f)
+		if tag == "" {
+			continue
+		}
+		if _, _, ts, _, ok := registry.ParseTag(tag); ok && ts > ours {
+			return f.Value, nil
+		}
+	}
+	return "", nil
+}
+
+// tagOf extracts the tag of what a marker holds.
+func tagOf(f manifests.Found) string {
+	switch f.Field {
+	case "tag":
+		return f.Value
+	case "", "image":
+		v := f.Value
+		if i := strings.Index(v, "@"); i >= 0 {
+			v = v[:i]
+		}
+		if i := strings.LastIndex(v, ":"); i >= 0 && !strings.Contains(v[i:], "/") {
+			return v[i+1:]
+		}
+	}
+	return ""
+}
+
+// deployedRelease reports whether the GitOps repository already deploys an
+// image of this commit and generator, read from the image's own labels.
+func deployedRelease(ctx context.Context, opts ReleaseOptions, p *plannedBuild, policyID string) (string, bool) {
+	fsys, _, err := manifests.Checkout(ctx, opts.GitOps)
+	if err != nil || fsys == nil {
+		return "", false
+	}
+	found, err := manifests.Current(fsys, "", policyID)
+	if err != nil {
+		return "", false
+	}
+	for _, f := range found {
+		if f.Field != "" && f.Field != "image" {
+			continue
+		}
+		ref := f.Value
+		if tagOf(f) != p.tag {
+			continue
+		}
+		at := p.repo.Name() + ":" + p.tag
+		if opts.Build.To != "" {
+			at = opts.Build.To + ":" + p.tag
+		}
+		labels, digest, err := registry.FetchLabels(ctx, at, opts.Build.Registry)
+		if err != nil {
+			return "", false
+		}
+		meta, ok := registry.MetadataFromLabels(labels)
+		if !ok || meta.Revision != p.src.Revision() || meta.GeneratorVersion != generatorVersion() {
+			return "", false
+		}
+		if i := strings.LastIndex(ref, "@"); i >= 0 && ref[i+1:] != digest.String() {
+			return "", false
+		}
+		return ref, true
+	}
+	return "", false
+}

@@ -1,0 +1,93 @@
+package registry
+
+import (
+	"maps"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMetadataLabels(t *testing.T) {
+	full := Metadata{
+		Source:           "https://github.com/example/notes",
+		Revision:         "b9060af2d8b1c6e5f7a3940e1d2c3b4a5f6e7d8c-dirty",
+		Created:          time.Date(2025, 5, 7, 8, 11, 56, 0, time.FixedZone("CEST", 2*3600)),
+		Version:          "main-b9060af-1746598316-hugo0.145.0",
+		Title:            "Notes",
+		Generator:        "hugo",
+		GeneratorVersion: "0.145.0",
+		BaseName:         "docker.io/nginxinc/nginx-unprivileged:1.27-alpine",
+		BaseDigest:       "sha256:" + strings.Repeat("ab", 32),
+	}
+	for _, tc := range []struct {
+		name string
+		meta Metadata
+		want map[string]string
+	}{
+		{"full", full, map[string]string{
+			LabelSource:           "https://github.com/example/notes",
+			LabelRevision:         full.Revision,
+			LabelCreated:          "2025-05-07T06:11:56Z",
+			LabelVersion:          full.Version,
+			LabelTitle:            "Notes",
+			LabelGenerator:        "hugo",
+			LabelGeneratorVersion: "0.145.0",
+			LabelBaseName:         full.BaseName,
+			LabelBaseDigest:       full.BaseDigest,
+		}},
+		{"empty values left out", Metadata{Revision: "abc", Generator: "hugo"}, map[string]string{
+			LabelRevision: "abc", LabelGenerator: "hugo",
+		}},
+		{"nothing", Metadata{}, map[string]string{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.meta.Labels(); !maps.Equal(got, tc.want) {
+				t.Errorf("Labels() = %v\nwant %v", got, tc.want)
+			}
+		})
+	}
+	t.Run("round trip", func(t *testing.T) {
+		got, ok := MetadataFromLabels(full.Labels())
+		want := full
+		want.Created = full.Created.UTC()
+		if !ok || got != want {
+			t.Errorf("MetadataFromLabels = %+v, %v\nwant %+v", got, ok, want)
+		}
+	})
+}
+
+func TestMetadataFromLabelsNotOurs(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		labels map[string]string
+	}{
+		{"nil", nil},
+		{"someone else's image", map[string]string{LabelRevision: "abc", "maintainer": "x"}},
+		{"no revision", map[string]string{LabelGenerator: "hugo"}},
+		{"bad created", map[string]string{LabelGenerator: "hugo", LabelRevision: "abc", LabelCreated: "yesterday"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if m, ok := MetadataFromLabels(tc.labels); ok {
+				t.Errorf("MetadataFromLabels(%v) = %+v, ok; want not ok", tc.labels, m)
+			}
+		})
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://github.com/example/notes":                  "https://github.com/example/notes",
+		"https://x-access-token:ghs_abc@github.com/o/r.git": "https://github.com/o/r.git",
+		"https://user@gitea.local:3000/o/r":                 "https://gitea.local:3000/o/r",
+		"https://u:p%zz@host/o/r":                           "https://host/o/r",
+		"https://u:p@ss@host/o/r?ref=a@b":                   "https://host/o/r?ref=a@b",
+		"ssh://git@github.com/o/r.git":                      "ssh://github.com/o/r.git",
+		"git@github.com:o/r.git":                            "git@github.com:o/r.git",
+		"https://host/path/with@sign":                       "https://host/path/with@sign",
+		"":                                                  "",
+	} {
+		if got := redactURL(in); got != want {
+			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

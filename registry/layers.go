@@ -1,0 +1,424 @@
+package registry
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"path"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// DefaultWebRoot is where the site goes when no web root is given: the
+// document root of the nginx images the site is served by.
+const DefaultWebRoot = "/usr/share/nginx/html"
+
+// Layer names, in the order the layers are stacked.
+const (
+	// LayerAssets holds files that rarely change between releases (see
+	// assetExtensions), so that a text edit leaves it, and its upload, alone.
+	LayerAssets = "assets"
+	// LayerPages holds everything else: the generated HTML, XML, JSON and
+	// text files, and empty directories.
+	LayerPages = "pages"
+)
+
+// Fixed parameters of the layer encoding. Changing any of them changes every
+// digest, so they are constants and not options.
+const (
+	dirMode  = 0o755
+	fileMode = 0o644
+	// tar.FormatPAX always writes a ustar block and adds PAX records only
+	// where ustar cannot hold a value (long or non-ASCII names), so short
+	// names give plain ustar-compatible headers.
+	tarFormat = tar.FormatPAX
+	// gzip level 6 is zlib's default: a good ratio for HTML at a speed that
+	// keeps large sites fast. compress/gzip writes no name and a zero mtime
+	// unless asked to, so the gzip header is fixed.
+	gzipLevel = 6
+)
+
+// assetExtensions are the file extensions (lower case) of the assets layer:
+// images, fonts, style sheets, scripts, source maps, WebAssembly, documents
+// and media. They are files a site author adds or a theme ships, and they
+// change far less often than the pages Hugo generates from content.
+var assetExtensions = map[string]bool{
+	// images
+	".apng": true, ".avif": true, ".bmp": true, ".gif": true, ".ico": true,
+	".jpeg": true, ".jpg": true, ".png": true, ".svg": true, ".tif": true,
+	".tiff": true, ".webp": true,
+	// fonts
+	".eot": true, ".otf": true, ".ttf": true, ".woff": true, ".woff2": true,
+	// styles, scripts, source maps, WebAssembly
+	".css": true, ".js": true, ".mjs": true, ".map": true, ".wasm": true,
+	// documents, media and archives
+	".pdf": true, ".mp3": true, ".mp4": true, ".ogg": true, ".wav": true,
+	".webm": true, ".zip": true,
+}
+
+// generatedScriptSuffixes are script names that look like assets but are
+// regenerated from page content on every build (search indexes written as
+// an output format, e.g. "index.search.js"); they belong with the pages.
+var generatedScriptSuffixes = []string{".search.js"}
+
+// layerFor returns the name of the layer a site file belongs to.
+func layerFor(name string) string {
+	lower := strings.ToLower(name)
+	for _, s := range generatedScriptSuffixes {
+		if strings.HasSuffix(lower, s) {
+			return LayerPages
+		}
+	}
+	if assetExtensions[path.Ext(lower)] {
+		return LayerAssets
+	}
+	return LayerPages
+}
+
+// SiteLayer is one layer made from the site.
+type SiteLayer struct {
+	// Name is LayerAssets or LayerPages.
+	Name string
+	// Layer is the gzip-compressed tar layer, media type
+	// application/vnd.oci.image.layer.v1.tar+gzip.
+	Layer v1.Layer
+	// Files is the number of regular files in the layer.
+	Files int
+}
+
+// Layers turns a rendered site into its image layers: the assets layer first,
+// then the pages layer, each omitted when it would be empty. Every entry is
+// placed under webRoot (DefaultWebRoot when empty), owned by 0:0 with no user
+// or group names, mode 0755 for directories and 0644 for files, and modified
+// at created (truncated to the second; the zero time means the Unix epoch).
+// Entries are sorted by name and every parent directory has its own entry.
+// The digests therefore depend only on the file names and contents, created
+// and webRoot.
+//
+// The site holds only directories and regular files; anything else, or a name
+// that is not a valid io/fs path (such as one escaping the root with ".."),
+// is an error naming it.
+func Layers(site fs.FS, webRoot string, created time.Time) ([]SiteLayer, error) {
+	root, err := cleanWebRoot(webRoot)
+	if err != nil {
+		return nil, err
+	}
+	mtime, err := layerTime(created)
+	if err != nil {
+		return nil, err
+	}
+	plan, err := planLayers(site)
+	if err != nil {
+		return nil, err
+	}
+	var out []SiteLayer
+	for _, name := range []string{LayerAssets, LayerPages} {
+		p := plan[name]
+		if p == nil {
+			continue
+		}
+		l, err := writeLayer(site, root, mtime, p)
+		if err != nil {
+			return nil, fmt.Errorf("%s layer: %w", name, err)
+		}
+		out = append(out, SiteLayer{Name: name, Layer: l, Files: len(p.files)})
+	}
+	if len(out) == 0 {
+		return nil, errors.New("site is empty: nothing to put into the image")
+	}
+	return out, nil
+}
+
+// cleanWebRoot checks that webRoot is an absolute, clean path and returns it
+// in tar form: without the leading slash ("" for "/").
+func cleanWebRoot(webRoot string) (string, error) {
+	if webRoot == "" {
+		webRoot = DefaultWebRoot
+	}
+	if webRoot == "/" {
+		return "", nil
+	}
+	rel := strings.TrimPrefix(webRoot, "/")
+	if !strings.HasPrefix(webRoot, "/") || path.Clean(webRoot) != webRoot || !validName(rel) {
+		return "", fmt.Errorf("web root %q: want a clean absolute path such as %s", webRoot, DefaultWebRoot)
+	}
+	return rel, nil
+}
+
+// layerTime normalizes the layer timestamp: whole seconds in UTC, the zero
+// time meaning the Unix epoch. Times before the epoch are refused because
+// tar headers cannot hold them without extensions other tools disagree on.
+func layerTime(t time.Time) (time.Time, error) {
+	if t.IsZero() {
+		return time.Unix(0, 0).UTC(), nil
+	}
+	if t.Unix() < 0 {
+		return time.Time{}, fmt.Errorf("build timestamp %s is before 1970-01-01", t.UTC().Format(time.RFC3339))
+	}
+	return time.Unix(t.Unix(), 0).UTC(), nil
+}
+
+// validName reports whether name is a usable relative path inside the site:
+// a valid io/fs path (no "..", ".", empty elements, or leading slash) that
+// is valid UTF-8 and holds no backslash or control characters, which other
+// tools would read as separators or mangle.
+func validName(name string) bool {
+	if !fs.ValidPath(name) || name == "." || !utf8.ValidString(name) {
+		return false
+	}
+	for _, r := range name {
+		if r == '\\' || r < 0x20 || r == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// layerPlan lists what goes into one layer, as site-relative names.
+type layerPlan struct {
+	files []string
+	dirs  map[string]bool
+}
+
+func (p *layerPlan) addDirs(dir string) {
+	for dir != "." && dir != "" && !p.dirs[dir] {
+		p.dirs[dir] = true
+		dir = path.Dir(dir)
+	}
+}
+
+// planLayers walks the site and sorts its files into layers. A directory
+// that ends up in no layer (it holds no files) goes into the pages layer so
+// it still exists in the image.
+func planLayers(site fs.FS) (map[string]*layerPlan, error) {
+	plan := map[string]*layerPlan{}
+	get := func(name string) *layerPlan {
+		if plan[name] == nil {
+			plan[name] = &layerPlan{dirs: map[string]bool{}}
+		}
+		return plan[name]
+	}
+	var dirs []string
+	err := walkSite(site, ".", func(name string, d fs.DirEntry) error {
+		switch {
+		case d.IsDir():
+			dirs = append(dirs, name)
+		case d.Type().IsRegular():
+			p := get(layerFor(name))
+			p.files = append(p.files, name)
+			p.addDirs(path.Dir(name))
+		default:
+			return fmt.Errorf("site path %q is a %s, not a regular file or directory", name, typeName(d.Type()))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, dir := range dirs {
+		if plan[LayerAssets] != nil && plan[LayerAssets].dirs[dir] {
+			continue
+		}
+		if plan[LayerPages] != nil && plan[LayerPages].dirs[dir] {
+			continue
+		}
+		get(LayerPages).addDirs(dir)
+	}
+	return plan, nil
+}
+
+// maxPathLen bounds site paths (Linux's PATH_MAX), which also ends the walk
+// of a file system whose directories contain themselves.
+const maxPathLen = 4096
+
+// walkSite calls visit for every entry under dir, depth first in name order.
+// Unlike fs.WalkDir it checks each entry's own name before joining it: an
+// entry named ".." would otherwise be cleaned away by path.Join, and a
+// malformed fs.FS (fstest.MapFS with a key like "a/../../x") walks forever.
+func walkSite(site fs.FS, dir string, visit func(name string, d fs.DirEntry) error) error {
+	entries, err := fs.ReadDir(site, dir)
+	if err != nil {
+		return fmt.Errorf("reading site directory %q: %w", dir, err)
+	}
+	for i, d := range entries {
+		elem := d.Name()
+		name := elem
+		if dir != "." {
+			name = dir + "/" + elem
+		}
+		if elem == "" || elem == "." || elem == ".." || strings.Contains(elem, "/") || !validName(name) {
+			return fmt.Errorf("site path %q is not a valid relative path inside the site", name)
+		}
+		if len(name) > maxPathLen {
+			return fmt.Errorf("site path %.64q... is longer than %d bytes", name, maxPathLen)
+		}
+		if i > 0 && entries[i-1].Name() == elem {
+			return fmt.Errorf("site path %q is listed twice", name)
+		}
+		if err := visit(name, d); err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if err := walkSite(site, name, visit); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func typeName(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeSymlink != 0:
+		return "symbolic link"
+	case m&fs.ModeNamedPipe != 0:
+		return "named pipe"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	case m&fs.ModeDevice != 0:
+		return "device"
+	default:
+		return "file of type " + m.Type().String()
+	}
+}
+
+// tarEntry is one entry to write: its full name in the archive and, for a
+// file, its site-relative name.
+type tarEntry struct {
+	name string // archive name; directories end in "/"
+	site string // site-relative file name; "" for directories
+}
+
+func writeLayer(site fs.FS, root string, mtime time.Time, p *layerPlan) (*siteLayer, error) {
+	entries := make([]tarEntry, 0, len(p.files)+len(p.dirs)+8)
+	// The web root and each of its parents get an entry in every layer, so
+	// each layer extracts correctly on its own.
+	for dir := root; dir != "." && dir != ""; dir = path.Dir(dir) {
+		entries = append(entries, tarEntry{name: dir + "/"})
+	}
+	join := func(name string) string {
+		if root == "" {
+			return name
+		}
+		return root + "/" + name
+	}
+	for dir := range p.dirs {
+		entries = append(entries, tarEntry{name: join(dir) + "/"})
+	}
+	for _, f := range p.files {
+		entries = append(entries, tarEntry{name: join(f), site: f})
+	}
+	// A directory name ends in "/", so it sorts before everything inside it.
+	slices.SortFunc(entries, func(a, b tarEntry) int { return strings.Compare(a.name, b.name) })
+
+	var compressed bytes.Buffer
+	digest := sha256.New()
+	gz, err := gzip.NewWriterLevel(io.MultiWriter(&compressed, digest), gzipLevel)
+	if err != nil {
+		return nil, err
+	}
+	diffID := sha256.New()
+	counter := &countWriter{}
+	tw := tar.NewWriter(io.MultiWriter(gz, diffID, counter))
+	for _, e := range entries {
+		hdr := &tar.Header{
+			Name:    e.name,
+			ModTime: mtime,
+			Format:  tarFormat,
+		}
+		var data []byte
+		if e.site == "" {
+			hdr.Typeflag = tar.TypeDir
+			hdr.Mode = dirMode
+		} else {
+			data, err = fs.ReadFile(site, e.site)
+			if err != nil {
+				return nil, fmt.Errorf("reading site file %q: %w", e.site, err)
+			}
+			hdr.Typeflag = tar.TypeReg
+			hdr.Mode = fileMode
+			hdr.Size = int64(len(data))
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return nil, fmt.Errorf("writing tar header for %q: %w", e.name, err)
+		}
+		if _, err := tw.Write(data); err != nil {
+			return nil, fmt.Errorf("writing %q: %w", e.name, err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	if err := gz.Close(); err != nil {
+		return nil, err
+	}
+	return &siteLayer{
+		compressed: compressed.Bytes(),
+		digest:     sumHash(digest),
+		diffID:     sumHash(diffID),
+		diffSize:   counter.n,
+		mediaType:  types.OCILayer,
+	}, nil
+}
+
+type countWriter struct{ n int64 }
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	c.n += int64(len(p))
+	return len(p), nil
+}
+
+func sumHash(h hash.Hash) v1.Hash {
+	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(h.Sum(nil))}
+}
+
+// siteLayer is a v1.Layer held compressed in memory, with its digests
+// computed while it was written, so no consumer compresses it again.
+type siteLayer struct {
+	compressed []byte
+	digest     v1.Hash
+	diffID     v1.Hash
+	diffSize   int64
+	mediaType  types.MediaType
+}
+
+var _ v1.Layer = (*siteLayer)(nil)
+
+func (l *siteLayer) Digest() (v1.Hash, error) { return l.digest, nil }
+func (l *siteLayer) DiffID() (v1.Hash, error) { return l.diffID, nil }
+func (l *siteLayer) Size() (int64, error)     { return int64(len(l.compressed)), nil }
+
+func (l *siteLayer) MediaType() (types.MediaType, error) { return l.mediaType, nil }
+
+func (l *siteLayer) Compressed() (io.ReadCloser, error) {
+	return io.NopCloser(bytes.NewReader(l.compressed)), nil
+}
+
+func (l *siteLayer) Uncompressed() (io.ReadCloser, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(l.compressed))
+	if err != nil {
+		return nil, err
+	}
+	return zr, nil
+}
+
+// withMediaType returns the same bytes under another layer media type, for
+// bases whose manifests use Docker media types. The blob is identical; only
+// the manifest descriptor differs.
+func (l *siteLayer) withMediaType(mt types.MediaType) *siteLayer {
+	c := *l
+	c.mediaType = mt
+	return &c
+}

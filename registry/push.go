@@ -1,0 +1,694 @@
+package registry
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/match"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+)
+
+// LayoutPrefix marks a destination or reference as an OCI image layout
+// directory instead of a registry repository: "oci:PATH".
+const LayoutPrefix = "oci:"
+
+// PublishOptions configures Publish, Verify and FetchLabels.
+type PublishOptions struct {
+	// Tags to publish, first one first. Publish needs at least one.
+	Tags []string
+	// Keychain resolves credentials; nil means Keychain(KeychainOptions{})
+	// (docker config, credential helpers, GITHUB_TOKEN for ghcr.io).
+	Keychain authn.Keychain
+	// Insecure allows plain HTTP and skips TLS verification. Only when the
+	// user asks for it explicitly.
+	Insecure bool
+	// CAFile is a PEM bundle trusted in addition to the system roots.
+	CAFile string
+	// RootCAs, if set, replaces the system roots (CAFile is added to it).
+	RootCAs *x509.CertPool
+	// Transport is the base transport (tests, fault injection). TLS options
+	// are applied to a clone of it when it is an *http.Transport; any other
+	// RoundTripper is used as is and then TLS options are an error.
+	Transport http.RoundTripper
+	// Jobs is the number of concurrent blob uploads (0: ggcr's default, 4).
+	Jobs int
+	// Progress, if set, receives byte progress of the upload.
+	Progress func(complete, total int64)
+	// Logger receives retry notices; secrets are scrubbed first.
+	Logger func(format string, args ...any)
+	// Retry bounds retries; zero fields take DefaultRetryPolicy's values.
+	Retry RetryPolicy
+	// UserAgent is prepended to go-containerregistry's User-Agent.
+	UserAgent string
+}
+
+// Published describes the outcome of Publish.
+type Published struct {
+	// Ref is "repository:firstTag@sha256:..." (oci:PATH:tag@sha256:... for layouts).
+	Ref        string
+	Repository string
+	Tags       []string
+	Digest     v1.Hash
+	// AlreadyPresent is true when the first tag already pointed at Digest
+	// and no blob or manifest had to be uploaded.
+	AlreadyPresent bool
+	// BytesUploaded counts blob bytes sent (request bodies of blob uploads,
+	// retried bytes included); for layouts, bytes of blobs written.
+	BytesUploaded int64
+	// BlobsUploaded and BlobsSkipped count distinct blobs that were sent
+	// and that the destination already had.
+	BlobsUploaded, BlobsSkipped int
+}
+
+// Publish pushes art to dest under opts.Tags. dest is a repository
+// ("registry.example.com/acme/notes", "127.0.0.1:5000/notes") or
+// "oci:PATH" for an OCI image layout.
+func Publish(ctx context.Context, dest string, art Artifact, opts PublishOptions) (*Published, error) {
+	if err := art.validate(); err != nil {
+		return nil, err
+	}
+	tags, err := normalizeTags(opts.Tags)
+	if err != nil {
+		return nil, err
+	}
+	if path, ok := strings.CutPrefix(dest, LayoutPrefix); ok {
+		return publishLayout(path, art, tags)
+	}
+	repo, err := parseRepository(dest, opts.Insecure)
+	if err != nil {
+		return nil, err
+	}
+	s, err := newSession(ctx, repo, opts, true)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	pub, err := s.publish(repo, art, tags)
+	if err != nil {
+		return nil, s.wrap(fmt.Errorf("publish to %s: %w", repo, err))
+	}
+	return pub, nil
+}
+
+func (a Artifact) validate() error {
+	switch {
+	case a.Image == nil && a.Index == nil:
+		return errors.New("artifact has neither an image nor an index")
+	case a.Image != nil && a.Index != nil:
+		return errors.New("artifact has both an image and an index; set exactly one")
+	}
+	return nil
+}
+
+func (a Artifact) taggable() remote.Taggable {
+	if a.Index != nil {
+		return a.Index
+	}
+	return a.Image
+}
+
+// tagPattern is the OCI distribution-spec tag grammar.
+var tagPattern = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
+
+func normalizeTags(tags []string) ([]string, error) {
+	if len(tags) == 0 {
+		return nil, errors.New("no tag to publish: at least one tag is required")
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, tag := range tags {
+		if !tagPattern.MatchString(tag) {
+			return nil, fmt.Errorf("invalid tag %q: a tag is 1-128 characters of [A-Za-z0-9_.-], not starting with '.' or '-'", tag)
+		}
+		if !seen[tag] {
+			seen[tag] = true
+			out = append(out, tag)
+		}
+	}
+	return out, nil
+}
+
+func parseRepository(dest string, insecure bool) (name.Repository, error) {
+	if dest == "" {
+		return name.Repository{}, errors.New("empty destination repository")
+	}
+	if strings.Contains(dest, "@") || strings.Contains(dest[strings.LastIndex(dest, "/")+1:], ":") {
+		return name.Repository{}, fmt.Errorf("destination %q must be a repository without tag or digest (tags are given separately)", dest)
+	}
+	var nopts []name.Option
+	if insecure {
+		nopts = append(nopts, name.Insecure)
+	}
+	repo, err := name.NewRepository(dest, nopts...)
+	if err != nil {
+		return name.Repository{}, fmt.Errorf("destination %q is not a valid repository: %w", dest, err)
+	}
+	return repo, nil
+}
+
+// session holds what one Publish/Verify/FetchLabels call needs to talk to
+// a registry: remote options, a redactor, and the counters.
+type session struct {
+	ctx     context.Context
+	opts    PublishOptions
+	ropts   []remote.Option
+	rt      http.RoundTripper // retrying transport, for our own requests
+	stats   *pushStats
+	red     *redactor
+	cleanup func()
+}
+
+func newSession(ctx context.Context, res authn.Resource, opts PublishOptions, count bool) (*session, error) {
+	kc := opts.Keychain
+	if kc == nil {
+		kc = Keychain(KeychainOptions{})
+	}
+	red := newRedactor(secretsFor(kc, res)...)
+	base, cleanup, err := baseTransport(opts)
+	if err != nil {
+		return nil, red.error(err)
+	}
+	s := &session{ctx: ctx, opts: opts, red: red, cleanup: cleanup}
+	inner := base
+	if count {
+		s.stats = newPushStats()
+		inner = &countingTransport{inner: base, stats: s.stats}
+	}
+	s.rt = newRetryTransport(inner, opts.Retry, red.logf(opts.Logger))
+	policy := opts.Retry.withDefaults()
+	s.ropts = []remote.Option{
+		remote.WithContext(ctx),
+		remote.WithAuthFromKeychain(kc),
+		remote.WithTransport(s.rt),
+		remote.WithRetryPredicate(retryPredicate),
+		remote.WithRetryBackoff(policy.ggcrBackoff()),
+		// Status-code retries are ours (retryTransport); see retry.go.
+		remote.WithRetryStatusCodes(),
+	}
+	if opts.Jobs > 0 {
+		s.ropts = append(s.ropts, remote.WithJobs(opts.Jobs))
+	}
+	if opts.UserAgent != "" {
+		s.ropts = append(s.ropts, remote.WithUserAgent(opts.UserAgent))
+	}
+	return s, nil
+}
+
+func (s *session) close() {
+	if s.cleanup != nil {
+		s.cleanup()
+	}
+}
+
+// wrap makes err safe to show: secrets scrubbed, retry counts named.
+func (s *session) wrap(err error) error {
+	if err == nil {
+		return nil
+	}
+	var terr *transport.Error
+	switch {
+	case !errors.As(err, &terr):
+	case terr.StatusCode == http.StatusUnauthorized:
+		err = fmt.Errorf("%w: authentication failed; check the registry credentials (docker login, %s/%s, or GITHUB_TOKEN for ghcr.io)", err, EnvRegistryUsername, EnvRegistryPassword)
+	case terr.StatusCode == http.StatusForbidden:
+		err = fmt.Errorf("%w: access denied; the credentials lack permission for this repository", err)
+	case attemptsOf(err) > 1:
+		err = fmt.Errorf("%w (HTTP %d; gave up after %d attempts)", err, terr.StatusCode, attemptsOf(err))
+	}
+	return s.red.error(err)
+}
+
+func (s *session) publish(repo name.Repository, art Artifact, tags []string) (*Published, error) {
+	digest, err := art.Digest()
+	if err != nil {
+		return nil, fmt.Errorf("compute artifact digest: %w", err)
+	}
+	pub := &Published{
+		Ref:        repo.Tag(tags[0]).String() + "@" + digest.String(),
+		Repository: repo.String(),
+		Tags:       tags,
+		Digest:     digest,
+	}
+	first := repo.Tag(tags[0])
+	desc, err := remote.Head(first, s.ropts...)
+	switch {
+	case err == nil && desc.Digest == digest:
+		pub.AlreadyPresent = true
+	case err == nil || isManifestUnknown(err):
+		if err := s.write(first, art); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("check tag %s: %w", tags[0], err)
+	}
+	for _, tag := range tags[1:] {
+		ref := repo.Tag(tag)
+		if pub.AlreadyPresent {
+			// Cheap HEAD first so that a fully present release changes nothing.
+			if d, err := remote.Head(ref, s.ropts...); err == nil && d.Digest == digest {
+				continue
+			}
+		}
+		if err := remote.Tag(ref, art.taggable(), s.ropts...); err != nil {
+			return nil, fmt.Errorf("tag %s: %w", tag, err)
+		}
+	}
+	pub.BytesUploaded, pub.BlobsUploaded, pub.BlobsSkipped = s.stats.result()
+	return pub, nil
+}
+
+func (s *session) write(ref name.Tag, art Artifact) error {
+	ropts := s.ropts
+	var wg sync.WaitGroup
+	if s.opts.Progress != nil {
+		updates := make(chan v1.Update, 64)
+		ropts = append(append([]remote.Option(nil), ropts...), remote.WithProgress(updates))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for u := range updates {
+				if u.Error == nil {
+					s.opts.Progress(u.Complete, u.Total)
+				}
+			}
+		}()
+	}
+	var err error
+	if art.Index != nil {
+		err = remote.WriteIndex(ref, art.Index, ropts...)
+	} else {
+		err = remote.Write(ref, art.Image, ropts...)
+	}
+	wg.Wait() // remote.Write closes the progress channel when it returns
+	return err
+}
+
+// isManifestUnknown reports whether a registry said the manifest does not exist.
+func isManifestUnknown(err error) bool {
+	var terr *transport.Error
+	if !errors.As(err, &terr) {
+		return false
+	}
+	if terr.StatusCode == http.StatusNotFound {
+		return true
+	}
+	for _, d := range terr.Errors {
+		if d.Code == transport.ManifestUnknownErrorCode || d.Code == transport.NameUnknownErrorCode {
+			return true
+		}
+	}
+	return false
+}
+
+// baseTransport builds the bottom transport with the TLS settings applied.
+// The returned cleanup closes idle connections of transports we created.
+func baseTransport(opts PublishOptions) (http.RoundTripper, func(), error) {
+	needTLS := opts.Insecure || opts.CAFile != "" || opts.RootCAs != nil
+	var ht *http.Transport
+	switch t := opts.Transport.(type) {
+	case nil:
+		ht = remote.DefaultTransport.(*http.Transport).Clone()
+	case *http.Transport:
+		if !needTLS {
+			return t, func() {}, nil
+		}
+		ht = t.Clone()
+	default:
+		if needTLS {
+			return nil, nil, errors.New("TLS options (CA file, root CAs, insecure) need a base transport of type *http.Transport")
+		}
+		return t, func() {}, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if ht.TLSClientConfig != nil {
+		cfg = ht.TLSClientConfig.Clone()
+	}
+	if opts.RootCAs != nil || opts.CAFile != "" {
+		pool := opts.RootCAs
+		if pool != nil {
+			pool = pool.Clone()
+		} else {
+			sys, err := x509.SystemCertPool()
+			if err != nil || sys == nil {
+				sys = x509.NewCertPool()
+			}
+			pool = sys
+		}
+		if opts.CAFile != "" {
+			pem, err := os.ReadFile(opts.CAFile)
+			if err != nil {
+				return nil, nil, fmt.Errorf("read CA file: %w", err)
+			}
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, nil, fmt.Errorf("CA file %s holds no PEM certificate", opts.CAFile)
+			}
+		}
+		cfg.RootCAs = pool
+	}
+	if opts.Insecure {
+		cfg.InsecureSkipVerify = true //nolint:gosec // only on explicit request (--insecure)
+	}
+	ht.TLSClientConfig = cfg
+	return ht, ht.CloseIdleConnections, nil
+}
+
+// pushStats is filled by countingTransport.
+type pushStats struct {
+	mu       sync.Mutex
+	bytes    int64
+	uploaded map[string]bool
+	existing map[string]bool
+}
+
+func newPushStats() *pushStats {
+	return &pushStats{uploaded: map[string]bool{}, existing: map[string]bool{}}
+}
+
+func (p *pushStats) result() (bytes int64, uploaded, skipped int) {
+	if p == nil {
+		return 0, 0, 0
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for d := range p.existing {
+		if !p.uploaded[d] {
+			skipped++
+		}
+	}
+	return p.bytes, len(p.uploaded), skipped
+}
+
+func (p *pushStats) addBytes(n int) {
+	p.mu.Lock()
+	p.bytes += int64(n)
+	p.mu.Unlock()
+}
+
+// countingTransport sits next to the wire, below retries, so it sees every
+// attempt: it counts blob upload body bytes as they are actually read by
+// the HTTP transport, and which blobs were committed, mounted or found.
+type countingTransport struct {
+	inner http.RoundTripper
+	stats *pushStats
+}
+
+func (c *countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	upload := isBlobUpload(req)
+	if upload && req.Body != nil && req.Body != http.NoBody {
+		req = req.Clone(req.Context())
+		req.Body = &countingReader{rc: req.Body, stats: c.stats}
+		if gb := req.GetBody; gb != nil {
+			req.GetBody = func() (io.ReadCloser, error) {
+				rc, err := gb()
+				if err != nil {
+					return nil, err
+				}
+				return &countingReader{rc: rc, stats: c.stats}, nil
+			}
+		}
+	}
+	resp, err := c.inner.RoundTrip(req)
+	if err != nil {
+		return resp, err
+	}
+	q := req.URL.Query()
+	switch {
+	case upload && resp.StatusCode == http.StatusCreated && q.Get("digest") != "":
+		c.mark(c.stats.uploaded, q.Get("digest"))
+	case upload && req.Method == http.MethodPost && resp.StatusCode == http.StatusCreated && q.Get("mount") != "":
+		c.mark(c.stats.existing, q.Get("mount"))
+	case req.Method == http.MethodHead && resp.StatusCode == http.StatusOK:
+		if d, ok := blobDigestFromPath(req.URL.Path); ok {
+			c.mark(c.stats.existing, d)
+		}
+	}
+	return resp, nil
+}
+
+func (c *countingTransport) mark(set map[string]bool, digest string) {
+	c.stats.mu.Lock()
+	set[digest] = true
+	c.stats.mu.Unlock()
+}
+
+func isBlobUpload(req *http.Request) bool {
+	switch req.Method {
+	case http.MethodPost, http.MethodPatch, http.MethodPut:
+		return strings.Contains(req.URL.Path, "/blobs/uploads/")
+	}
+	return false
+}
+
+// blobDigestFromPath extracts the digest of /v2/<name>/blobs/<digest>.
+func blobDigestFromPath(p string) (string, bool) {
+	i := strings.LastIndex(p, "/blobs/")
+	if i < 0 {
+		return "", false
+	}
+	d := p[i+len("/blobs/"):]
+	if _, err := v1.NewHash(d); err != nil {
+		return "", false
+	}
+	return d, true
+}
+
+type countingReader struct {
+	rc    io.ReadCloser
+	stats *pushStats
+}
+
+func (r *countingReader) Read(p []byte) (int, error) {
+	n, err := r.rc.Read(p)
+	if n > 0 {
+		r.stats.addBytes(n)
+	}
+	return n, err
+}
+
+func (r *countingReader) Close() error { return r.rc.Close() }
+
+// AnnotationRefName is the OCI image layout annotation naming a tag.
+const AnnotationRefName = "org.opencontainers.image.ref.name"
+
+// publishLayout writes art into the OCI image layout at path (created if
+// missing), with one index.json entry per tag: an entry for the same tag
+// with another digest is replaced, and an entry that is already right is
+// left alone. The layout is not safe for concurrent writers.
+func publishLayout(path string, art Artifact, tags []string) (*Published, error) {
+	if path == "" {
+		return nil, errors.New("oci: destination needs a directory path, e.g. oci:./out/image")
+	}
+	digest, err := art.Digest()
+	if err != nil {
+		return nil, fmt.Errorf("compute artifact digest: %w", err)
+	}
+	p, err := openOrCreateLayout(path)
+	if err != nil {
+		return nil, err
+	}
+	im, err := layoutIndexManifest(p)
+	if err != nil {
+		return nil, err
+	}
+	entries := map[string][]v1.Hash{}
+	for _, d := range im.Manifests {
+		if tag, ok := d.Annotations[AnnotationRefName]; ok {
+			entries[tag] = append(entries[tag], d.Digest)
+		}
+	}
+	upToDate := func(tag string) bool {
+		e := entries[tag]
+		return len(e) == 1 && e[0] == digest
+	}
+
+	blobs, err := artifactBlobs(art)
+	if err != nil {
+		return nil, fmt.Errorf("list artifact blobs: %w", err)
+	}
+	pub := &Published{
+		Ref:            LayoutPrefix + path + ":" + tags[0] + "@" + digest.String(),
+		Repository:     LayoutPrefix + path,
+		Tags:           tags,
+		Digest:         digest,
+		AlreadyPresent: upToDate(tags[0]),
+	}
+	for _, h := range sortedHashes(blobs) {
+		if fi, err := os.Stat(layoutBlobPath(path, h)); err == nil && fi.Size() == blobs[h] {
+			pub.BlobsSkipped++
+		} else {
+			pub.BlobsUploaded++
+			pub.BytesUploaded += blobs[h]
+		}
+	}
+	if pub.BlobsUploaded > 0 {
+		// Write blobs first: this also repairs a layout whose index.json
+		// entry is right but which lost a blob. Existing blobs are skipped.
+		if art.Index != nil {
+			err = p.WriteIndex(art.Index)
+		} else {
+			err = p.WriteImage(art.Image)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("oci layout %s: write blobs: %w", path, err)
+		}
+		pub.AlreadyPresent = false
+	}
+	for _, tag := range tags {
+		if upToDate(tag) {
+			continue
+		}
+		if len(entries[tag]) > 0 {
+			if err := p.RemoveDescriptors(match.Annotation(AnnotationRefName, tag)); err != nil {
+				return nil, fmt.Errorf("oci layout %s: remove old entry for tag %s: %w", path, tag, err)
+			}
+		}
+		opt := layout.WithAnnotations(map[string]string{AnnotationRefName: tag})
+		if art.Index != nil {
+			err = p.AppendIndex(art.Index, opt)
+		} else {
+			err = p.AppendImage(art.Image, opt)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("oci layout %s: write tag %s: %w", path, tag, err)
+		}
+	}
+	return pub, nil
+}
+
+// openOrCreateLayout opens the layout at path, creating an empty one when
+// the directory does not exist or holds no index.json yet.
+func openOrCreateLayout(path string) (layout.Path, error) {
+	if _, err := os.Stat(filepath.Join(path, "index.json")); err == nil {
+		p, err := layout.FromPath(path)
+		if err != nil {
+			return "", fmt.Errorf("oci layout %s: %w", path, err)
+		}
+		return p, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("oci layout %s: %w", path, err)
+	}
+	if fi, err := os.Stat(path); err == nil && !fi.IsDir() {
+		return "", fmt.Errorf("oci layout %s: exists and is not a directory", path)
+	}
+	p, err := layout.Write(path, empty.Index)
+	if err != nil {
+		return "", fmt.Errorf("create oci layout %s: %w", path, err)
+	}
+	return p, nil
+}
+
+func layoutIndexManifest(p layout.Path) (*v1.IndexManifest, error) {
+	idx, err := p.ImageIndex()
+	if err != nil {
+		return nil, fmt.Errorf("oci layout %s: read index.json: %w", string(p), err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, fmt.Errorf("oci layout %s: parse index.json: %w", string(p), err)
+	}
+	return im, nil
+}
+
+func layoutBlobPath(path string, h v1.Hash) string {
+	return filepath.Join(path, "blobs", h.Algorithm, h.Hex)
+}
+
+// artifactBlobs lists every blob an artifact consists of (manifests,
+// configs, layers) with its size.
+func artifactBlobs(art Artifact) (map[v1.Hash]int64, error) {
+	out := map[v1.Hash]int64{}
+	if art.Index != nil {
+		return out, indexBlobs(art.Index, out)
+	}
+	return out, imageBlobs(art.Image, out)
+}
+
+func indexBlobs(idx v1.ImageIndex, out map[v1.Hash]int64) error {
+	h, err := idx.Digest()
+	if err != nil {
+		return err
+	}
+	sz, err := idx.Size()
+	if err != nil {
+		return err
+	}
+	out[h] = sz
+	children, err := partial.Manifests(idx)
+	if err != nil {
+		return err
+	}
+	for _, c := range children {
+		switch c := c.(type) {
+		case v1.ImageIndex:
+			err = indexBlobs(c, out)
+		case v1.Image:
+			err = imageBlobs(c, out)
+		case v1.Layer:
+			err = addDescribable(c, out)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type sizedDigester interface {
+	Digest() (v1.Hash, error)
+	Size() (int64, error)
+}
+
+func addDescribable(d sizedDigester, out map[v1.Hash]int64) error {
+	h, err := d.Digest()
+	if err != nil {
+		return err
+	}
+	sz, err := d.Size()
+	if err != nil {
+		return err
+	}
+	out[h] = sz
+	return nil
+}
+
+func imageBlobs(img v1.Image, out map[v1.Hash]int64) error {
+	if err := addDescribable(img, out); err != nil {
+		return err
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		return err
+	}
+	out[m.Config.Digest] = m.Config.Size
+	for _, l := range m.Layers {
+		out[l.Digest] = l.Size
+	}
+	return nil
+}
+
+func sortedHashes(m map[v1.Hash]int64) []v1.Hash {
+	out := make([]v1.Hash, 0, len(m))
+	for h := range m {
+		out = append(out, h)
+	}
+	slices.SortFunc(out, func(a, b v1.Hash) int { return strings.Compare(a.String(), b.String()) })
+	return out
+}
