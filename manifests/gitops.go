@@ -449,7 +449,7 @@ func (s *session) attempt(ctx context.Context, edit Edit) (res *CommitResult, re
 	}
 	msg, changed, err := edit(wt.Filesystem, head)
 	if err != nil {
-		return nil, false, err
+		return nil, false, s.editError(head, err)
 	}
 	res = &CommitResult{Branch: s.opts.Branch, Hash: head.Hash}
 	if !changed {
@@ -644,6 +644,15 @@ func (s *session) classify(err error) error {
 	return nil
 }
 
+// editError puts the repository and commit the edit ran on around its error.
+func (s *session) editError(head CommitInfo, err error) error {
+	at := "empty branch"
+	if head.Hash != "" {
+		at = head.Hash[:7]
+	}
+	return fmt.Errorf("edit %s (branch %s at %s): %w", s.display, s.opts.Branch, at, err)
+}
+
 func (s *session) redact(err error) string {
 	return RedactText(err.Error(), s.secrets...)
 }
@@ -745,7 +754,7 @@ func (s *session) commitDirect(ctx context.Context, edit Edit) (*CommitResult, e
 	}
 	msg, changed, err := edit(fs, head)
 	if err != nil {
-		return nil, err
+		return nil, s.editError(head, err)
 	}
 	res := &CommitResult{Branch: s.opts.Branch, Hash: head.Hash, Attempts: 1}
 	if !changed {

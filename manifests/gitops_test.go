@@ -656,3 +656,19 @@ func TestCommitOptionErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestCommitEditError(t *testing.T) {
+	gitserver.RequireGit(t)
+	bare := filepath.Join(t.TempDir(), "gitops.git")
+	seed := gitserver.SeedBareRepo(t, bare, "main", gitopsSeed(t))
+	errBroken := errors.New("no marker for flux-system:notes")
+	_, err := Commit(context.Background(), gitopsOptions(bare), func(billy.Filesystem, CommitInfo) (string, bool, error) {
+		return "", false, errBroken
+	})
+	if !errors.Is(err, errBroken) || !strings.Contains(err.Error(), bare) || !strings.Contains(err.Error(), seed[:7]) {
+		t.Fatalf("err = %v, want the edit's error naming %s at %s", err, bare, seed[:7])
+	}
+	if got := gitserver.Git(t, bare, "rev-parse", "main"); got != seed {
+		t.Errorf("main moved to %s after a failed edit", got)
+	}
+}

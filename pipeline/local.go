@@ -116,6 +116,48 @@ func scaffoldSignature() *object.Signature {
 	return &object.Signature{Name: "notesctl", Email: "notesctl@localhost", When: nowFunc()}
 }
 
+// ExcludeStateDir adds notesctl's state folder (.notesctl/) to the site
+// repository's .git/info/exclude, so that release --local leaves
+// `git status` clean without touching any tracked file.
+func ExcludeStateDir(siteDir string) error {
+	repo, err := git.PlainOpenWithOptions(siteDir, &git.PlainOpenOptions{DetectDotGit: true})
+	if err != nil {
+		return fmt.Errorf("site directory %s: %w", siteDir, err)
+	}
+	wt, err := repo.Worktree()
+	if err != nil {
+		return err
+	}
+	abs, err := filepath.Abs(siteDir)
+	if err != nil {
+		return err
+	}
+	rel, err := filepath.Rel(wt.Filesystem.Root(), abs)
+	if err != nil {
+		return err
+	}
+	pattern := "/" + filepath.ToSlash(filepath.Join(rel, render.StateDir)) + "/"
+	pattern = strings.Replace(pattern, "/./", "/", 1)
+	excludeFile := filepath.Join(wt.Filesystem.Root(), ".git", "info", "exclude")
+	data, err := os.ReadFile(excludeFile)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.TrimSpace(line) == pattern {
+			return nil
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(excludeFile), 0o755); err != nil {
+		return err
+	}
+	if len(data) > 0 && !strings.HasSuffix(string(data), "\n") {
+		data = append(data, '\n')
+	}
+	data = append(data, []byte("# notesctl release --local state (OCI layout, GitOps repository)\n"+pattern+"\n")...)
+	return os.WriteFile(excludeFile, data, 0o644)
+}
+
 // tempDir is a temporary OCI layout for dry runs.
 type tempDir struct{ dir string }
 

@@ -23,11 +23,6 @@ const DefaultBase = "docker.io/nginxinc/nginx-unprivileged:1.27-alpine"
 // as a data image (an init container copying it, a volume image).
 const BaseScratch = "scratch"
 
-// ociPrefix marks a base read from an OCI image layout directory.
-const ociPrefix = "oci:"
-
-// refNameAnnotation is how OCI image layouts name their manifests.
-const refNameAnnotation = "org.opencontainers.image.ref.name"
 
 // defaultPlatform is the platform of a scratch base when none is requested.
 var defaultPlatform = v1.Platform{OS: "linux", Architecture: "amd64"}
@@ -49,7 +44,7 @@ func resolveBase(ctx context.Context, ref string, ropts []remote.Option) (*resol
 	switch {
 	case ref == BaseScratch:
 		return &resolvedBase{ref: ref, scratch: true}, nil
-	case strings.HasPrefix(ref, ociPrefix):
+	case strings.HasPrefix(ref, LayoutPrefix):
 		return resolveLayoutBase(ref)
 	default:
 		return resolveRemoteBase(ctx, ref, ropts)
@@ -89,7 +84,7 @@ func resolveRemoteBase(ctx context.Context, ref string, ropts []remote.Option) (
 // colon that ends an existing directory splits it, otherwise the last colon
 // after the last slash (so a missing layout is reported under its path).
 func parseLayoutRef(ref string) (dir, digest, tag string, err error) {
-	rest := strings.TrimPrefix(ref, ociPrefix)
+	rest := strings.TrimPrefix(ref, LayoutPrefix)
 	isDir := func(p string) bool {
 		st, err := os.Stat(p)
 		return err == nil && st.IsDir()
@@ -122,7 +117,7 @@ func parseLayoutRef(ref string) (dir, digest, tag string, err error) {
 		}
 	}
 	if dir == "" {
-		return "", "", "", fmt.Errorf("base image %q: no layout path after %q", ref, ociPrefix)
+		return "", "", "", fmt.Errorf("base image %q: no layout path after %q", ref, LayoutPrefix)
 	}
 	return dir, digest, tag, nil
 }
@@ -170,7 +165,7 @@ func resolveLayoutBase(ref string) (*resolvedBase, error) {
 		}
 		return nil, fmt.Errorf("base image %q: %s (choices: %s)", ref, what, describeChoices(im.Manifests))
 	}
-	b := &resolvedBase{ref: ref, name: picked.desc.Annotations[refNameAnnotation], digest: picked.desc.Digest.String()}
+	b := &resolvedBase{ref: ref, name: picked.desc.Annotations[AnnotationRefName], digest: picked.desc.Digest.String()}
 	switch mt := picked.desc.MediaType; {
 	case mt.IsIndex():
 		b.index, err = picked.parent.ImageIndex(picked.desc.Digest)
@@ -224,7 +219,7 @@ func pickByDigest(idx v1.ImageIndex, im *v1.IndexManifest, digest string) (*layo
 func pickByTag(idx v1.ImageIndex, im *v1.IndexManifest, tag string) *layoutEntry {
 	var suffix []v1.Descriptor
 	for _, d := range im.Manifests {
-		n := d.Annotations[refNameAnnotation]
+		n := d.Annotations[AnnotationRefName]
 		if n == tag {
 			return &layoutEntry{desc: d, parent: idx}
 		}
@@ -246,7 +241,7 @@ func describeChoices(ds []v1.Descriptor) string {
 	for _, d := range ds {
 		s := d.Digest.String()
 		var extra []string
-		if n := d.Annotations[refNameAnnotation]; n != "" {
+		if n := d.Annotations[AnnotationRefName]; n != "" {
 			extra = append(extra, "name "+n)
 		}
 		if d.Platform != nil {
@@ -284,11 +279,20 @@ func parsePlatforms(ss []string) ([]v1.Platform, error) {
 
 // platformMatches reports whether have satisfies the requested platform; a
 // request without a variant accepts any variant (linux/arm64 matches
-// linux/arm64/v8).
+// linux/arm64/v8, linux/arm matches linux/arm/v7).
 func platformMatches(want, have v1.Platform) bool {
 	return want.OS == have.OS && want.Architecture == have.Architecture &&
-		(want.Variant == "" || want.Variant == have.Variant) &&
+		(want.Variant == "" || normVariant(want) == normVariant(have)) &&
 		(want.OSVersion == "" || want.OSVersion == have.OSVersion)
+}
+
+// normVariant treats arm64 and arm64/v8 as the same platform, as
+// container runtimes do (v8 is the only arm64 variant in use).
+func normVariant(p v1.Platform) string {
+	if p.Architecture == "arm64" && p.Variant == "v8" {
+		return ""
+	}
+	return p.Variant
 }
 
 // baseImage is one platform image of the base, with the descriptor fields

@@ -184,7 +184,7 @@ func decorate(base v1.Image, layers []SiteLayer, labels map[string]string, creat
 			},
 		})
 	}
-	img, err := mutate.Append(base, adds...)
+	img, err := mutate.Append(baseManifestOnly{base}, adds...)
 	if err != nil {
 		return nil, err
 	}
@@ -205,6 +205,22 @@ func decorate(base v1.Image, layers []SiteLayer, labels map[string]string, creat
 		return nil, err
 	}
 	return mutate.Annotations(img, labels).(v1.Image), nil
+}
+
+// baseManifestOnly hides the annotations and subject of the base manifest
+// from mutate.Append, which would otherwise copy them into ours: they
+// describe the base (its version, its source), not the site image. Config
+// labels, in contrast, are inherited as a Dockerfile's FROM does.
+type baseManifestOnly struct{ v1.Image }
+
+func (b baseManifestOnly) Manifest() (*v1.Manifest, error) {
+	m, err := b.Image.Manifest()
+	if err != nil {
+		return nil, err
+	}
+	m = m.DeepCopy()
+	m.Annotations, m.Subject = nil, nil
+	return m, nil
 }
 
 // assembleIndex builds the output index: one child per built image with the

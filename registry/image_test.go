@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"maps"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -62,7 +63,7 @@ var testMeta = Metadata{
 	GeneratorVersion: "0.145.0",
 }
 
-func build(t *testing.T, site fstest.MapFS, opts BuildOptions) (Artifact, *BuildReport) {
+func mustBuild(t *testing.T, site fstest.MapFS, opts BuildOptions) (Artifact, *BuildReport) {
 	t.Helper()
 	if opts.Created.IsZero() {
 		opts.Created = testTime
@@ -109,7 +110,7 @@ func rawJSON(t *testing.T, f func() ([]byte, error)) []byte {
 // drift in the layer encoding, config or manifest shows up. The manifest
 // and config are golden too, to show what changed.
 func TestBuildGolden(t *testing.T) {
-	art, rep := build(t, testSite(), BuildOptions{Base: BaseScratch})
+	art, rep := mustBuild(t, testSite(), BuildOptions{Base: BaseScratch})
 	checkGolden(t, "testdata/golden/scratch.digest", []byte(rep.Digest.String()+"\n"))
 	checkGolden(t, "testdata/golden/scratch.manifest.json", rawJSON(t, art.Image.RawManifest))
 	checkGolden(t, "testdata/golden/scratch.config.json", rawJSON(t, art.Image.RawConfigFile))
@@ -118,7 +119,7 @@ func TestBuildGolden(t *testing.T) {
 // TestBuildSameDigestFromDisk builds the same site from memory and from
 // disk (shuffled write order, random modes and mtimes).
 func TestBuildSameDigestFromDisk(t *testing.T) {
-	_, want := build(t, testSite(), BuildOptions{Base: BaseScratch})
+	_, want := mustBuild(t, testSite(), BuildOptions{Base: BaseScratch})
 	dir := t.TempDir()
 	writeShuffled(t, dir, testSite(), 7)
 	art, rep, err := Build(context.Background(), os.DirFS(dir), BuildOptions{Base: BaseScratch, Created: testTime, Meta: testMeta})
@@ -144,14 +145,14 @@ func TestBuildScratch(t *testing.T) {
 		{"two platforms", []string{"linux/amd64", "linux/arm/v7", "linux/amd64"}, []string{"linux/amd64", "linux/arm/v7"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			art, rep := build(t, testSite(), BuildOptions{Base: BaseScratch, Platforms: tc.platforms})
+			art, rep := mustBuild(t, testSite(), BuildOptions{Base: BaseScratch, Platforms: tc.platforms})
 			if !slices.Equal(rep.Platforms, tc.want) {
 				t.Fatalf("platforms %v, want %v", rep.Platforms, tc.want)
 			}
 			if rep.BaseName != "" || rep.BaseDigest != "" {
 				t.Errorf("scratch base reported as %q %q", rep.BaseName, rep.BaseDigest)
 			}
-			for i, img := range images(t, art) {
+			for i, img := range artifactImages(t, art) {
 				cfg, err := img.ConfigFile()
 				if err != nil {
 					t.Fatal(err)
@@ -170,8 +171,8 @@ func TestBuildScratch(t *testing.T) {
 	}
 }
 
-// images returns the image of art, or the images its index lists.
-func images(t *testing.T, art Artifact) []v1.Image {
+// artifactImages returns the image of art, or the images its index lists.
+func artifactImages(t *testing.T, art Artifact) []v1.Image {
 	t.Helper()
 	if art.Image != nil {
 		return []v1.Image{art.Image}
@@ -278,11 +279,12 @@ func TestBuildOnLayoutBase(t *testing.T) {
 		{"single with its platform", "oci:" + single, []string{"linux/amd64"}, false, []string{"linux/amd64"}, singleDigest, testimage.RefName},
 		{"multi", "oci:" + multi, nil, true, []string{"linux/amd64", "linux/arm64"}, multiDigest, testimage.RefName},
 		{"multi filtered", "oci:" + multi, []string{"linux/arm64"}, true, []string{"linux/arm64"}, multiDigest, testimage.RefName},
+		{"multi filtered with v8 variant", "oci:" + multi, []string{"linux/arm64/v8"}, true, []string{"linux/arm64"}, multiDigest, testimage.RefName},
 		{"multi both, reordered", "oci:" + multi, []string{"linux/arm64", "linux/amd64"}, true, []string{"linux/amd64", "linux/arm64"}, multiDigest, testimage.RefName},
 		{"platform of a multi by digest", "oci:" + multi + "@" + arm64Digest.String(), nil, false, []string{"linux/arm64"}, arm64Digest, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			art, rep := build(t, testSite(), BuildOptions{Base: tc.base, Platforms: tc.platforms})
+			art, rep := mustBuild(t, testSite(), BuildOptions{Base: tc.base, Platforms: tc.platforms})
 			if (art.Index != nil) != tc.wantIndex {
 				t.Fatalf("index=%v, want %v", art.Index != nil, tc.wantIndex)
 			}
@@ -292,7 +294,7 @@ func TestBuildOnLayoutBase(t *testing.T) {
 			if !slices.Equal(rep.Platforms, tc.want) {
 				t.Errorf("platforms %v, want %v", rep.Platforms, tc.want)
 			}
-			imgs := images(t, art)
+			imgs := artifactImages(t, art)
 			if len(imgs) != len(tc.want) {
 				t.Fatalf("%d images, want %d", len(imgs), len(tc.want))
 			}
@@ -322,8 +324,8 @@ func TestBuildOnLayoutBase(t *testing.T) {
 // blobs on every platform, so they upload once.
 func TestBuildLayerDigestsSharedAcrossPlatforms(t *testing.T) {
 	multi, _ := testimage.MultiLayout(t)
-	art, rep := build(t, testSite(), BuildOptions{Base: "oci:" + multi})
-	for _, img := range images(t, art) {
+	art, rep := mustBuild(t, testSite(), BuildOptions{Base: "oci:" + multi})
+	for _, img := range artifactImages(t, art) {
 		m, err := img.Manifest()
 		if err != nil {
 			t.Fatal(err)
@@ -343,7 +345,7 @@ func TestBuildDockerBase(t *testing.T) {
 	if _, err := testimage.WriteLayout(dir, testimage.Entry{Image: img}); err != nil {
 		t.Fatal(err)
 	}
-	art, rep := build(t, testSite(), BuildOptions{Base: "oci:" + dir})
+	art, rep := mustBuild(t, testSite(), BuildOptions{Base: "oci:" + dir})
 	m, err := art.Image.Manifest()
 	if err != nil {
 		t.Fatal(err)
@@ -359,6 +361,35 @@ func TestBuildDockerBase(t *testing.T) {
 	// The blobs are the same as on an OCI base; only the descriptors differ.
 	if m.Layers[2].Digest != rep.Layers[1].Digest {
 		t.Errorf("pages layer %s, report %s", m.Layers[2].Digest, rep.Layers[1].Digest)
+	}
+	checkOnBase(t, art.Image, rep, "linux/amd64")
+}
+
+// TestBuildDropsBaseAnnotations: the base manifest's annotations describe
+// the base; the built manifest carries only ours, while base labels stay.
+func TestBuildDropsBaseAnnotations(t *testing.T) {
+	img, err := testimage.Image(testimage.Platforms[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	img = mutate.Annotations(img, map[string]string{
+		LabelVersion:                           "1.27.5",
+		"org.opencontainers.image.description": "nginx",
+	}).(v1.Image)
+	dir := t.TempDir()
+	if _, err := testimage.WriteLayout(dir, testimage.Entry{Image: img}); err != nil {
+		t.Fatal(err)
+	}
+	art, rep := mustBuild(t, testSite(), BuildOptions{Base: "oci:" + dir})
+	m, err := art.Image.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := testMeta
+	want.Created = testTime
+	want.BaseDigest = rep.BaseDigest
+	if !maps.Equal(m.Annotations, want.Labels()) {
+		t.Errorf("annotations %v\nwant %v", m.Annotations, want.Labels())
 	}
 	checkOnBase(t, art.Image, rep, "linux/amd64")
 }
@@ -395,6 +426,7 @@ func TestBuildBaseErrors(t *testing.T) {
 		{"unknown platform", "oci:" + multi, []string{"linux/s390x"}, []string{`"oci:` + multi + `"`, "no platform linux/s390x", "it has: linux/amd64, linux/arm64"}},
 		{"unknown platform on single", "oci:" + single, []string{"linux/arm64"}, []string{"no platform linux/arm64", "it has: linux/amd64"}},
 		{"two platforms on single", "oci:" + single, []string{"linux/amd64", "linux/arm64"}, []string{"no platform linux/arm64"}},
+		{"wrong variant", "oci:" + multi, []string{"linux/amd64/v3"}, []string{"no platform linux/amd64/v3"}},
 		{"bad platform", "oci:" + multi, []string{"linux"}, []string{`platform "linux"`}},
 		{"missing layout", "oci:" + missing, nil, []string{`base image "oci:` + missing + `"`, "reading OCI image layout"}},
 		{"unknown digest", "oci:" + single + "@" + zero, nil, []string{"no manifest with digest " + zero, "choices: sha256:"}},
@@ -418,15 +450,15 @@ func TestBuildBaseErrors(t *testing.T) {
 		})
 	}
 	t.Run("layout by name picks among several", func(t *testing.T) {
-		_, rep := build(t, testSite(), BuildOptions{Base: "oci:" + two + ":b"})
+		_, rep := mustBuild(t, testSite(), BuildOptions{Base: "oci:" + two + ":b"})
 		if rep.BaseName != "b" {
 			t.Errorf("base name %q, want b", rep.BaseName)
 		}
 	})
 }
 
-// newRegistry starts an in-process registry on loopback and returns its host.
-func newRegistry(t *testing.T) string {
+// startBaseRegistry starts an in-process registry on loopback and returns its host.
+func startBaseRegistry(t *testing.T) string {
 	t.Helper()
 	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
 	t.Cleanup(srv.Close)
@@ -434,7 +466,7 @@ func newRegistry(t *testing.T) string {
 }
 
 func TestBuildOnRegistryBase(t *testing.T) {
-	host := newRegistry(t)
+	host := startBaseRegistry(t)
 	idx, err := testimage.Index()
 	if err != nil {
 		t.Fatal(err)
@@ -472,12 +504,12 @@ func TestBuildOnRegistryBase(t *testing.T) {
 	}
 
 	t.Run("index", func(t *testing.T) {
-		art, rep := build(t, testSite(), BuildOptions{Base: ref})
+		art, rep := mustBuild(t, testSite(), BuildOptions{Base: ref})
 		want, _ := withAtt.Digest()
 		if rep.BaseName != ref || rep.BaseDigest != want.String() {
 			t.Errorf("base %q %q, want %q %q", rep.BaseName, rep.BaseDigest, ref, want)
 		}
-		imgs := images(t, art)
+		imgs := artifactImages(t, art)
 		if !slices.Equal(rep.Platforms, []string{"linux/amd64", "linux/arm64"}) || len(imgs) != 2 {
 			t.Fatalf("platforms %v, %d images", rep.Platforms, len(imgs))
 		}
@@ -486,12 +518,12 @@ func TestBuildOnRegistryBase(t *testing.T) {
 		}
 	})
 	t.Run("single", func(t *testing.T) {
-		art, rep := build(t, testSite(), BuildOptions{Base: single})
+		art, rep := mustBuild(t, testSite(), BuildOptions{Base: single})
 		checkOnBase(t, art.Image, rep, "linux/amd64")
 	})
 	t.Run("same build, same digest", func(t *testing.T) {
-		_, a := build(t, testSite(), BuildOptions{Base: ref})
-		_, b := build(t, testSite(), BuildOptions{Base: ref})
+		_, a := mustBuild(t, testSite(), BuildOptions{Base: ref})
+		_, b := mustBuild(t, testSite(), BuildOptions{Base: ref})
 		if a.Digest != b.Digest {
 			t.Fatalf("digests %s and %s", a.Digest, b.Digest)
 		}
@@ -526,7 +558,7 @@ func TestBuildMetadata(t *testing.T) {
 	meta.Source = "https://x-access-token:ghs_secret@github.com/example/notes.git"
 	meta.BaseName = "docker.io/nginxinc/nginx-unprivileged:1.27-alpine"
 	single, _ := testimage.SingleLayout(t)
-	art, rep := build(t, testSite(), BuildOptions{Base: "oci:" + single, Meta: meta})
+	art, rep := mustBuild(t, testSite(), BuildOptions{Base: "oci:" + single, Meta: meta})
 	cfg, err := art.Image.ConfigFile()
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -27,8 +29,14 @@ const DefaultWebRoot = "/usr/share/nginx/html"
 
 // Layer names, in the order the layers are stacked.
 const (
-	// LayerAssets holds files that rarely change between releases (see
-	// assetExtensions), so that a text edit leaves it, and its upload, alone.
+	// LayerAssets holds files that rarely change between releases, so that
+	// a text edit leaves it, and its upload, alone. A file is an asset by
+	// its extension, in any letter case:
+	//   images   .apng .avif .bmp .gif .ico .jpeg .jpg .png .svg .tif .tiff .webp
+	//   fonts    .eot .otf .ttf .woff .woff2
+	//   code     .css .js .mjs .map .wasm
+	//   media    .pdf .mp3 .mp4 .ogg .wav .webm .zip
+	// except search indexes generated from the pages ("*.search.js").
 	LayerAssets = "assets"
 	// LayerPages holds everything else: the generated HTML, XML, JSON and
 	// text files, and empty directories.
@@ -50,10 +58,9 @@ const (
 	gzipLevel = 6
 )
 
-// assetExtensions are the file extensions (lower case) of the assets layer:
-// images, fonts, style sheets, scripts, source maps, WebAssembly, documents
-// and media. They are files a site author adds or a theme ships, and they
-// change far less often than the pages Hugo generates from content.
+// assetExtensions are the file extensions (lower case) of the assets layer,
+// as listed on LayerAssets: files a site author adds or a theme ships, which
+// change far less often than the pages generated from content.
 var assetExtensions = map[string]bool{
 	// images
 	".apng": true, ".avif": true, ".bmp": true, ".gif": true, ".ico": true,
@@ -98,14 +105,47 @@ type SiteLayer struct {
 	Files int
 }
 
+// Asset timestamps are drawn from this window: clearly synthetic dates in
+// the past, far from any real commit time.
+var (
+	assetsEpoch  = time.Date(1990, 1, 1, 0, 0, 0, 0, time.UTC)
+	assetsWindow = uint64(10 * 365 * 24 * 3600)
+)
+
+// AssetsTime is the modification time of every entry in the assets layer.
+// Pages carry the commit time, but if the assets did too, every commit (a
+// text edit included) would change the assets layer and re-upload it. So
+// the assets are stamped with a time derived from their own names and
+// contents: the same assets always get the same time, on any machine, and
+// any change to them gives a different time, so the layer digest and the
+// web server's Last-Modified/ETag validators change exactly when they do.
+func AssetsTime(site fs.FS, files []string) (time.Time, error) {
+	h := sha256.New()
+	for _, name := range files {
+		data, err := fs.ReadFile(site, name)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("%s: %w", name, err)
+		}
+		fmt.Fprintf(h, "%s\x00%d\x00", name, len(data))
+		h.Write(data)
+	}
+	sum := h.Sum(nil)
+	offset := binary.BigEndian.Uint64(sum[:8]) % assetsWindow
+	return assetsEpoch.Add(time.Duration(offset) * time.Second), nil
+}
+
 // Layers turns a rendered site into its image layers: the assets layer first,
 // then the pages layer, each omitted when it would be empty. Every entry is
 // placed under webRoot (DefaultWebRoot when empty), owned by 0:0 with no user
 // or group names, mode 0755 for directories and 0644 for files, and modified
-// at created (truncated to the second; the zero time means the Unix epoch).
+// at created (truncated to the second; the zero time means the Unix epoch);
+// assets are modified at AssetsTime instead.
 // Entries are sorted by name and every parent directory has its own entry.
 // The digests therefore depend only on the file names and contents, created
 // and webRoot.
+//
+// Files are read concurrently for the two layers, so site must allow
+// concurrent reads, as os.DirFS, fstest.MapFS and afero's file systems do.
 //
 // The site holds only directories and regular files; anything else, or a name
 // that is not a valid io/fs path (such as one escaping the root with ".."),
@@ -123,17 +163,36 @@ func Layers(site fs.FS, webRoot string, created time.Time) ([]SiteLayer, error) 
 	if err != nil {
 		return nil, err
 	}
+	// Compression dominates the cost, and the layers are independent, so
+	// they are written concurrently.
+	names := []string{LayerAssets, LayerPages}
+	layers := make([]*siteLayer, len(names))
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		if p := plan[name]; p != nil {
+			wg.Go(func() {
+				t := mtime
+				if name == LayerAssets {
+					// See AssetsTime: a text edit (a new commit time) must
+					// not change the assets layer.
+					if t, errs[i] = AssetsTime(site, p.files); errs[i] != nil {
+						return
+					}
+				}
+				layers[i], errs[i] = writeLayer(site, root, t, p)
+			})
+		}
+	}
+	wg.Wait()
 	var out []SiteLayer
-	for _, name := range []string{LayerAssets, LayerPages} {
-		p := plan[name]
-		if p == nil {
-			continue
+	for i, name := range names {
+		if errs[i] != nil {
+			return nil, fmt.Errorf("%s layer: %w", name, errs[i])
 		}
-		l, err := writeLayer(site, root, mtime, p)
-		if err != nil {
-			return nil, fmt.Errorf("%s layer: %w", name, err)
+		if layers[i] != nil {
+			out = append(out, SiteLayer{Name: name, Layer: layers[i], Files: len(plan[name].files)})
 		}
-		out = append(out, SiteLayer{Name: name, Layer: l, Files: len(p.files)})
 	}
 	if len(out) == 0 {
 		return nil, errors.New("site is empty: nothing to put into the image")
@@ -261,6 +320,11 @@ func walkSite(site fs.FS, dir string, visit func(name string, d fs.DirEntry) err
 		if elem == "" || elem == "." || elem == ".." || strings.Contains(elem, "/") || !validName(name) {
 			return fmt.Errorf("site path %q is not a valid relative path inside the site", name)
 		}
+		// Container runtimes read ".wh.<name>" entries as deletions of <name>
+		// from the layers below, so such a file would delete base files.
+		if strings.HasPrefix(elem, ".wh.") {
+			return fmt.Errorf("site path %q: names starting with .wh. are OCI layer whiteouts and cannot be shipped", name)
+		}
 		if len(name) > maxPathLen {
 			return fmt.Errorf("site path %.64q... is longer than %d bytes", name, maxPathLen)
 		}
@@ -332,30 +396,24 @@ func writeLayer(site fs.FS, root string, mtime time.Time, p *layerPlan) (*siteLa
 	diffID := sha256.New()
 	counter := &countWriter{}
 	tw := tar.NewWriter(io.MultiWriter(gz, diffID, counter))
+	buf := make([]byte, 32<<10)
 	for _, e := range entries {
 		hdr := &tar.Header{
-			Name:    e.name,
-			ModTime: mtime,
-			Format:  tarFormat,
+			Name:     e.name,
+			ModTime:  mtime,
+			Format:   tarFormat,
+			Typeflag: tar.TypeDir,
+			Mode:     dirMode,
 		}
-		var data []byte
 		if e.site == "" {
-			hdr.Typeflag = tar.TypeDir
-			hdr.Mode = dirMode
-		} else {
-			data, err = fs.ReadFile(site, e.site)
-			if err != nil {
-				return nil, fmt.Errorf("reading site file %q: %w", e.site, err)
+			if err := tw.WriteHeader(hdr); err != nil {
+				return nil, fmt.Errorf("writing tar header for %q: %w", e.name, err)
 			}
-			hdr.Typeflag = tar.TypeReg
-			hdr.Mode = fileMode
-			hdr.Size = int64(len(data))
+			continue
 		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return nil, fmt.Errorf("writing tar header for %q: %w", e.name, err)
-		}
-		if _, err := tw.Write(data); err != nil {
-			return nil, fmt.Errorf("writing %q: %w", e.name, err)
+		hdr.Typeflag, hdr.Mode = tar.TypeReg, fileMode
+		if err := copyFile(tw, site, e.site, hdr, buf); err != nil {
+			return nil, err
 		}
 	}
 	if err := tw.Close(); err != nil {
@@ -371,6 +429,37 @@ func writeLayer(site fs.FS, root string, mtime time.Time, p *layerPlan) (*siteLa
 		diffSize:   counter.n,
 		mediaType:  types.OCILayer,
 	}, nil
+}
+
+// copyFile writes one site file into the tar, streaming it so large media
+// files are never held in memory twice.
+func copyFile(tw *tar.Writer, site fs.FS, name string, hdr *tar.Header, buf []byte) error {
+	f, err := site.Open(name)
+	if err != nil {
+		return fmt.Errorf("reading site file %q: %w", name, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("reading site file %q: %w", name, err)
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("site path %q is not a regular file", name)
+	}
+	hdr.Size = st.Size()
+	if err := tw.WriteHeader(hdr); err != nil {
+		return fmt.Errorf("writing tar header for %q: %w", hdr.Name, err)
+	}
+	// The tar writer refuses more bytes than the header announced; fewer
+	// are caught here. Either way the file changed while it was read.
+	n, err := io.CopyBuffer(tw, f, buf)
+	if err == nil && n != hdr.Size {
+		err = fmt.Errorf("read %d bytes, expected %d", n, hdr.Size)
+	}
+	if err != nil {
+		return fmt.Errorf("reading site file %q (did it change during the build?): %w", name, err)
+	}
+	return nil
 }
 
 type countWriter struct{ n int64 }

@@ -102,6 +102,23 @@ func TestLayersListing(t *testing.T) {
 	for _, l := range ls {
 		fmt.Fprintf(&listing, "# %s layer, %d files\n", l.Name, l.Files)
 		entries := readLayer(t, l.Layer)
+		wantTime := testTime
+		if l.Name == LayerAssets {
+			var files []string
+			for _, e := range entries {
+				if e.hdr.Typeflag == tar.TypeReg {
+					files = append(files, strings.TrimPrefix(e.hdr.Name, "usr/share/nginx/html/"))
+				}
+			}
+			at, err := AssetsTime(testSite(), files)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if at.Equal(testTime) || at.After(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)) {
+				t.Errorf("assets time %s is not a synthetic pre-2000 time", at)
+			}
+			wantTime = at
+		}
 		var names []string
 		dirs := map[string]bool{}
 		for _, e := range entries {
@@ -112,8 +129,8 @@ func TestLayersListing(t *testing.T) {
 			if h.Uid != 0 || h.Gid != 0 || h.Uname != "" || h.Gname != "" {
 				t.Errorf("%s: owner %d:%d %q:%q, want 0:0 without names", h.Name, h.Uid, h.Gid, h.Uname, h.Gname)
 			}
-			if !h.ModTime.Equal(testTime) {
-				t.Errorf("%s: mtime %s, want %s", h.Name, h.ModTime, testTime)
+			if !h.ModTime.Equal(wantTime) {
+				t.Errorf("%s: mtime %s, want %s", h.Name, h.ModTime, wantTime)
 			}
 			// Xattrs would show up as SCHILY.xattr.* records.
 			if len(h.PAXRecords) != 0 {
@@ -388,6 +405,8 @@ func TestLayersErrors(t *testing.T) {
 		{"backslash", fstest.MapFS{`a\b.html`: {Data: []byte("x")}}, "", testTime, `site path "a\\b.html"`},
 		{"control character", fstest.MapFS{"a\nb.html": {Data: []byte("x")}}, "", testTime, `site path "a\nb.html"`},
 		{"invalid utf-8", fstest.MapFS{"a\xffb.html": {Data: []byte("x")}}, "", testTime, `site path "a\xffb.html"`},
+		{"whiteout file", fstest.MapFS{"a/.wh.index.html": {Data: []byte("x")}}, "", testTime, `site path "a/.wh.index.html"`},
+		{"opaque whiteout", fstest.MapFS{"a/.wh..wh..opq": {}}, "", testTime, `site path "a/.wh..wh..opq"`},
 		{"symlink", os.DirFS(symlinkDir), "", testTime, `site path "link.html" is a symbolic link`},
 		{"empty site", fstest.MapFS{}, "", testTime, "site is empty"},
 		{"relative web root", ok, "srv/www", testTime, `web root "srv/www"`},
@@ -435,5 +454,49 @@ func TestSiteLayerReadsBack(t *testing.T) {
 		if digest != wantDigest || diffID != wantDiffID || size != wantSize {
 			t.Errorf("%s layer: computed %s %s %d, reported %s %s %d", l.Name, digest, diffID, size, wantDigest, wantDiffID, wantSize)
 		}
+	}
+}
+
+// TestAssetsTime: the assets' timestamp follows their content, not the
+// commit time, so a new commit that leaves them alone keeps the layer.
+func TestAssetsTime(t *testing.T) {
+	site := fstest.MapFS{
+		"a.css": {Data: []byte("body{color:red}")},
+		"b.png": {Data: []byte("png-bytes")},
+	}
+	t1, err := AssetsTime(site, []string{"a.css", "b.png"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t2, _ := AssetsTime(site, []string{"a.css", "b.png"})
+	if !t1.Equal(t2) {
+		t.Fatalf("not deterministic: %s vs %s", t1, t2)
+	}
+	// Same size, other content (a colour change): another time, so web
+	// server validators (mtime+size ETags) change too.
+	site["a.css"] = &fstest.MapFile{Data: []byte("body{color:blu}")}
+	t3, _ := AssetsTime(site, []string{"a.css", "b.png"})
+	if t3.Equal(t1) {
+		t.Errorf("same-size content change kept the time %s", t1)
+	}
+	// A renamed asset changes it too.
+	site["c.png"] = site["b.png"]
+	t4, _ := AssetsTime(site, []string{"a.css", "c.png"})
+	if t4.Equal(t3) {
+		t.Errorf("rename kept the time")
+	}
+	if _, err := AssetsTime(site, []string{"missing.js"}); err == nil || !strings.Contains(err.Error(), "missing.js") {
+		t.Errorf("missing file: err = %v", err)
+	}
+
+	// End to end through Layers: two commit times, same assets layer.
+	pages := fstest.MapFS{"index.html": {Data: []byte("<p>hi</p>")}, "a.css": site["a.css"]}
+	l1 := layerDigests(t, mustLayers(t, pages, "", testTime))
+	l2 := layerDigests(t, mustLayers(t, pages, "", testTime.Add(time.Hour)))
+	if l1[LayerAssets] != l2[LayerAssets] {
+		t.Errorf("assets layer changed with the commit time")
+	}
+	if l1[LayerPages] == l2[LayerPages] {
+		t.Errorf("pages layer did not take the commit time")
 	}
 }

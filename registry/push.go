@@ -50,9 +50,11 @@ type PublishOptions struct {
 	Transport http.RoundTripper
 	// Jobs is the number of concurrent blob uploads (0: ggcr's default, 4).
 	Jobs int
-	// Progress, if set, receives byte progress of the upload.
+	// Progress, if set, receives byte progress of the upload, from one
+	// goroutine at a time.
 	Progress func(complete, total int64)
-	// Logger receives retry notices; secrets are scrubbed first.
+	// Logger receives retry notices; secrets are scrubbed first. It may be
+	// called from several goroutines at once.
 	Logger func(format string, args ...any)
 	// Retry bounds retries; zero fields take DefaultRetryPolicy's values.
 	Retry RetryPolicy
@@ -101,7 +103,7 @@ func Publish(ctx context.Context, dest string, art Artifact, opts PublishOptions
 		return nil, err
 	}
 	defer s.close()
-	pub, err := s.publish(repo, art, tags)
+	pub, err := s.publish(repo, dest, art, tags)
 	if err != nil {
 		return nil, s.wrap(fmt.Errorf("publish to %s: %w", repo, err))
 	}
@@ -236,14 +238,17 @@ func (s *session) wrap(err error) error {
 	return s.red.error(err)
 }
 
-func (s *session) publish(repo name.Repository, art Artifact, tags []string) (*Published, error) {
+// publish pushes to repo; dest is the repository as the user wrote it,
+// kept in Published so that references read the way the user configured
+// them (ggcr would spell docker.io as index.docker.io).
+func (s *session) publish(repo name.Repository, dest string, art Artifact, tags []string) (*Published, error) {
 	digest, err := art.Digest()
 	if err != nil {
 		return nil, fmt.Errorf("compute artifact digest: %w", err)
 	}
 	pub := &Published{
-		Ref:        repo.Tag(tags[0]).String() + "@" + digest.String(),
-		Repository: repo.String(),
+		Ref:        dest + ":" + tags[0] + "@" + digest.String(),
+		Repository: dest,
 		Tags:       tags,
 		Digest:     digest,
 	}

@@ -114,13 +114,13 @@ func isManifestDigest(t *testing.T, art Artifact, h v1.Hash) bool {
 	return false
 }
 
-func validatePulled(t *testing.T, ref string, art Artifact) {
+func validatePulled(t *testing.T, ref string, art Artifact, ropts ...remote.Option) {
 	t.Helper()
 	r, err := name.ParseReference(ref)
 	if err != nil {
 		t.Fatal(err)
 	}
-	desc, err := remote.Get(r)
+	desc, err := remote.Get(r, ropts...)
 	if err != nil {
 		t.Fatalf("pull %s: %v", ref, err)
 	}

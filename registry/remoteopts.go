@@ -13,7 +13,7 @@ import (
 // transport stays usable for the life of the process: base layers are read
 // lazily, during the push.
 func (o PublishOptions) RemoteOptions(ctx context.Context, ref string) ([]remote.Option, error) {
-	if ref == "" || ref == "scratch" || strings.HasPrefix(ref, "oci:") {
+	if ref == "" || ref == "scratch" || strings.HasPrefix(ref, LayoutPrefix) {
 		return nil, nil
 	}
 	var res name.Registry

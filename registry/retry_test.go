@@ -300,9 +300,16 @@ func TestPublishRetriesThroughFaults(t *testing.T) {
 		_, fp, repo := faultSetup(t)
 		fp.Inject(t, regserver.Fault{Method: "PUT", Path: manifestPath, Kind: regserver.FaultStatus, Status: 503, Times: 2})
 		fp.Inject(t, regserver.Fault{Method: "POST", Path: uploadPath, Kind: regserver.FaultStatus, Status: 502, Times: 2})
-		var logs []string
+		var (
+			mu   sync.Mutex
+			logs []string
+		)
 		opts := testOptions("v1")
-		opts.Logger = func(f string, a ...any) { logs = append(logs, fmt.Sprintf(f, a...)) }
+		opts.Logger = func(f string, a ...any) {
+			mu.Lock()
+			defer mu.Unlock()
+			logs = append(logs, fmt.Sprintf(f, a...))
+		}
 		art := Artifact{Image: testImage(t, 2, "x")}
 		pub, err := Publish(ctx, repo, art, opts)
 		if err != nil {

@@ -75,6 +75,11 @@ repository (` + localGitOps + `), scaffolded with "manifests init" on first use.
 				if gf.url == "" {
 					gf.url = filepath.Join(root, localGitOps)
 				}
+				if !dryRun {
+					if err := pipeline.ExcludeStateDir(root); err != nil {
+						return err
+					}
+				}
 				if !flagChanged(cmd.Flags(), "base") {
 					// The default base lives in a registry; offline there is
 					// none, so the local image is data-only unless told.

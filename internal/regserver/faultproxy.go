@@ -195,10 +195,18 @@ func (p *FaultProxy) take(r *http.Request) *Fault {
 	return nil
 }
 
-func (p *FaultProxy) record(rec RecordedRequest) {
+// arrive records a request on arrival, so that Requests is in arrival
+// order, and returns a function that fills in the final outcome.
+func (p *FaultProxy) arrive(rec RecordedRequest) func(status int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	i := len(p.requests)
 	p.requests = append(p.requests, rec)
+	return func(status int) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.requests[i].Status = status
+	}
 }
 
 func (p *FaultProxy) serve(w http.ResponseWriter, r *http.Request) {
@@ -207,6 +215,7 @@ func (p *FaultProxy) serve(w http.ResponseWriter, r *http.Request) {
 	if f != nil {
 		rec.Fault = f.Kind.String()
 	}
+	done := p.arrive(rec)
 	switch {
 	case f == nil:
 	case f.Kind == FaultStatus:
@@ -221,12 +230,10 @@ func (p *FaultProxy) serve(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(f.Status)
 		fmt.Fprintf(w, `{"errors":[{"code":%q,"message":"injected fault"}]}`, code)
-		rec.Status = f.Status
-		p.record(rec)
+		done(f.Status)
 		return
 	case f.Kind == FaultReset:
 		_, _ = io.CopyN(io.Discard, r.Body, f.ResetAfter)
-		p.record(rec)
 		reset(w)
 		return
 	case f.Kind == FaultStall:
@@ -234,7 +241,6 @@ func (p *FaultProxy) serve(w http.ResponseWriter, r *http.Request) {
 		// cancels r.Context) only once the request body has been read.
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
-			p.record(rec)
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
@@ -243,14 +249,12 @@ func (p *FaultProxy) serve(w http.ResponseWriter, r *http.Request) {
 		case <-timer.C:
 		case <-r.Context().Done():
 			timer.Stop()
-			p.record(rec)
 			return
 		}
 	}
 	sw := &statusWriter{ResponseWriter: w}
 	p.proxy.ServeHTTP(sw, r)
-	rec.Status = sw.status
-	p.record(rec)
+	done(sw.status)
 }
 
 // reset closes the client connection with a TCP RST, so the client sees
