@@ -23,7 +23,6 @@ const DefaultBase = "docker.io/nginxinc/nginx-unprivileged:1.27-alpine"
 // as a data image (an init container copying it, a volume image).
 const BaseScratch = "scratch"
 
-
 // defaultPlatform is the platform of a scratch base when none is requested.
 var defaultPlatform = v1.Platform{OS: "linux", Architecture: "amd64"}
 
