@@ -523,13 +523,18 @@ func (s *session) attempt(ctx context.Context, edit Edit) (res *CommitResult, re
 // missing branch, when allowMissing) it returns a new repository whose HEAD
 // is the unborn branch; with allowMissing it returns a nil repository instead.
 func (s *session) clone(ctx context.Context, readOnly bool) (*git.Repository, CommitInfo, error) {
+	return s.cloneDepth(ctx, readOnly, 1)
+}
+
+// cloneDepth clones the branch with depth commits of history (0: all).
+func (s *session) cloneDepth(ctx context.Context, readOnly bool, depth int) (*git.Repository, CommitInfo, error) {
 	s.logf("cloning %s (branch %s)", s.display, s.opts.Branch)
 	opts := &git.CloneOptions{
 		URL:           s.url,
 		Auth:          s.auth,
 		ReferenceName: s.branchRef(),
 		SingleBranch:  true,
-		Depth:         1,
+		Depth:         depth,
 		Tags:          git.NoTags,
 		CABundle:      s.opts.CABundle,
 	}

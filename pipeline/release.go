@@ -12,6 +12,7 @@ import (
 	"github.com/go-git/go-billy/v5"
 
 	"github.com/notesctl/notesctl/manifests"
+	"github.com/notesctl/notesctl/pipeline/rollout"
 	"github.com/notesctl/notesctl/registry"
 )
 
@@ -46,6 +47,9 @@ type ReleaseOptions struct {
 	// with FluxWebhookToken (HMAC-SHA256, generic-hmac receivers).
 	FluxWebhook      string
 	FluxWebhookToken string
+	// Wait, when set, follows the commit into the cluster: reconcile now
+	// and wait for Flux to apply it and the Deployment to run the image.
+	Wait *rollout.Options
 }
 
 // MessageData is what a commit message template sees.
@@ -70,6 +74,7 @@ type ReleaseResult struct {
 	Reason    string             `json:"reason,omitempty"`
 	DryRun    bool               `json:"dryRun"`
 	Notified  bool               `json:"notified"`
+	Rollout   *rollout.Result    `json:"rollout,omitempty"`
 	Durations map[Stage]Duration `json:"durations"`
 }
 
@@ -83,6 +88,9 @@ type GitOpsResult struct {
 	Diff       string             `json:"diff,omitempty"`
 	Attempts   int                `json:"attempts,omitempty"`
 	Scaffolded bool               `json:"scaffolded,omitempty"`
+	// Superseded names the newer release the repository already deploys
+	// when this one was not committed because of it.
+	Superseded string `json:"superseded,omitempty"`
 }
 
 // Duration marshals as seconds.
@@ -150,6 +158,17 @@ func Release(ctx context.Context, opts ReleaseOptions, sink Sink) (*ReleaseResul
 				res.Build.Digest = ref[i+1:]
 			}
 			r.note(StageUpdate, res.Reason+": nothing to do")
+			if opts.Wait != nil && !opts.DryRun {
+				// Already committed, maybe not yet applied: follow the tip.
+				_, head, err := manifests.Checkout(ctx, opts.GitOps)
+				if err != nil {
+					return res, err
+				}
+				res.GitOps.Commit = head.Hash
+				if res.Rollout, err = waitRollout(ctx, r, *opts.Wait, rollout.Target{Branch: gitopsBranch(opts.GitOps), Commit: head.Hash, Image: ref}); err != nil {
+					return res, err
+				}
+			}
 			return res, nil
 		}
 	}
@@ -214,7 +233,20 @@ func Release(ctx context.Context, opts ReleaseOptions, sink Sink) (*ReleaseResul
 		}
 		res.Notified = true
 	}
+	if opts.Wait != nil && !opts.DryRun && res.GitOps.Commit != "" && res.GitOps.Superseded == "" {
+		target := rollout.Target{Branch: gitopsBranch(opts.GitOps), Commit: res.GitOps.Commit, Image: build.Image}
+		if res.Rollout, err = waitRollout(ctx, r, *opts.Wait, target); err != nil {
+			return res, err
+		}
+	}
 	return res, nil
+}
+
+func gitopsBranch(o manifests.GitOpsOptions) string {
+	if o.Branch != "" {
+		return o.Branch
+	}
+	return manifests.DefaultGitOpsBranch
 }
 
 func shortCommit(c string) string {
@@ -269,6 +301,7 @@ func updateGitOps(ctx context.Context, r *runner, opts ReleaseOptions, policy ma
 		if err != nil {
 			return "", false, err
 		}
+		out.Superseded = newer
 		if newer != "" {
 			r.note(StageUpdate, fmt.Sprintf("the GitOps repository already deploys %s, newer than %s: not overwriting it", newer, policy.Tag))
 			out.Changes = nil

@@ -29,6 +29,11 @@ var actionInput = map[string]string{
 	"registry-username": "username",
 	"author":            "author",
 	"message":           "message",
+	"wait":              "wait",
+	"kube-context":      "context",
+	"flux-namespace":    "flux-namespace",
+	"kustomization":     "kustomization",
+	"timeout":           "timeout",
 }
 
 // secretInputs go to the environment variables notesctl reads, never to
@@ -38,6 +43,7 @@ var secretInputs = map[string]string{
 	"gitops-token":       "NOTESCTL_GITOPS_PASSWORD",
 	"flux-webhook-token": "NOTESCTL_FLUX_WEBHOOK_TOKEN",
 	"github-token":       "GITHUB_TOKEN",
+	"kubeconfig":         "NOTESCTL_KUBECONFIG_DATA",
 }
 
 // actionInputs reads the step inputs, masks the secret ones, and returns

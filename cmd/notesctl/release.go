@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -22,7 +23,8 @@ func (a *app) releaseCommand() *cobra.Command {
 	var bf buildFlags
 	var gf gitopsFlags
 	var sf scaffoldFlags
-	var local, dryRun bool
+	var cf clusterFlags
+	var local, dryRun, wait bool
 	var webhook string
 	cmd := &cobra.Command{
 		Use:   "release --image REPO --gitops URL|PATH",
@@ -99,6 +101,10 @@ repository (` + localGitOps + `), scaffolded with "manifests init" on first use.
 				DryRun: dryRun, FluxWebhook: webhook, FluxWebhookToken: a.getenv("NOTESCTL_FLUX_WEBHOOK_TOKEN"),
 			}
 			a.addSecret(opts.FluxWebhookToken)
+			if wait {
+				w := cf.options(a)
+				opts.Wait = &w
+			}
 			if local || pipeline.IsLocalPath(gf.url) {
 				so := sf.options(bf.image, gf.policy)
 				opts.Scaffold = &so
@@ -118,9 +124,11 @@ repository (` + localGitOps + `), scaffolded with "manifests init" on first use.
 	bf.register(cmd)
 	gf.register(cmd)
 	sf.register(cmd, "scaffold-")
+	cf.register(cmd)
 	f := cmd.Flags()
 	f.BoolVar(&local, "local", false, "offline: OCI layout + local GitOps repository under .notesctl/, scratch base, no network")
 	f.BoolVar(&dryRun, "dry-run", false, "build, then print what would be pushed and the GitOps diff; publish and commit nothing")
+	f.BoolVar(&wait, "wait", false, "after the commit, ask Flux to reconcile now and wait until the Deployment runs the new image")
 	f.StringVar(&webhook, "flux-webhook", "", "Flux Receiver URL to call after the commit (token in NOTESCTL_FLUX_WEBHOOK_TOKEN)")
 	return cmd
 }
@@ -154,8 +162,13 @@ func (a *app) printRelease(res *pipeline.ReleaseResult) error {
 	default:
 		fmt.Fprintf(a.stdout, "gitops: no change in %s\n", g.Repository)
 	}
-	if !res.DryRun && g.Changed && !res.Notified {
-		fmt.Fprintln(a.stdout, "Flux applies it at its next interval (use --flux-webhook to trigger it now).")
+	if res.Rollout != nil {
+		fmt.Fprintf(a.stdout, "rollout: Flux applied %s; %s\n", res.Rollout.Applied, strings.Join(res.Rollout.Deployments, ", "))
+		if res.Rollout.Note != "" {
+			fmt.Fprintf(a.stdout, "rollout: %s\n", res.Rollout.Note)
+		}
+	} else if !res.DryRun && g.Changed && !res.Notified {
+		fmt.Fprintln(a.stdout, "Flux applies it at its next interval (use --wait or --flux-webhook to apply it now).")
 	}
 	return nil
 }
