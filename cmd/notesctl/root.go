@@ -82,6 +82,8 @@ Configuration comes from flags, then NOTESCTL_* environment variables, then
 		a.updateCommand(),
 		a.manifestsCommand(),
 		a.releaseCommand(),
+		a.statusCommand(),
+		a.rollbackCommand(),
 		configHelpTopic(),
 	)
 	return root

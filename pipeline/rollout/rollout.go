@@ -408,3 +408,52 @@ func rolloutState(d *appsv1.Deployment) (string, bool, error) {
 	complete := st.ObservedGeneration >= d.Generation && st.UpdatedReplicas >= want && st.AvailableReplicas >= want && st.Replicas == st.UpdatedReplicas
 	return state, complete, nil
 }
+
+// ClusterStatus is what the cluster says about the notes site.
+type ClusterStatus struct {
+	Kustomization       string             `json:"kustomization"`
+	LastAppliedRevision string             `json:"lastAppliedRevision"`
+	Ready               string             `json:"ready"`
+	Message             string             `json:"message,omitempty"`
+	Deployments         []DeploymentStatus `json:"deployments"`
+}
+
+// DeploymentStatus is one Deployment the Kustomization applied.
+type DeploymentStatus struct {
+	Name    string `json:"name"`
+	Image   string `json:"image"`
+	Rollout string `json:"rollout"`
+}
+
+// Status reads the Kustomization and the Deployments it applied that run
+// the image repository.
+func (c *Client) Status(ctx context.Context, imageRepo string) (*ClusterStatus, error) {
+	ks := &kustomizev1.Kustomization{}
+	key := types.NamespacedName{Namespace: c.opts.Namespace, Name: c.opts.Kustomization}
+	if err := c.c.Get(ctx, key, ks); err != nil {
+		return nil, fmt.Errorf("Flux Kustomization %s: %w", key, err)
+	}
+	st := &ClusterStatus{Kustomization: key.String(), LastAppliedRevision: ks.Status.LastAppliedRevision, Ready: "Unknown"}
+	if ready := apimeta.FindStatusCondition(ks.Status.Conditions, meta.ReadyCondition); ready != nil {
+		st.Ready = string(ready.Status)
+		if ready.Status != metav1.ConditionTrue {
+			st.Message = ready.Reason + ": " + ready.Message
+		}
+	}
+	for _, dk := range inventoryDeployments(ks) {
+		d := &appsv1.Deployment{}
+		if err := c.c.Get(ctx, dk, d); err != nil {
+			return nil, fmt.Errorf("Deployment %s: %w", dk, err)
+		}
+		img, ok := runsImage(d, imageRepository(imageRepo))
+		if !ok {
+			continue
+		}
+		state, _, err := rolloutState(d)
+		if err != nil {
+			state = err.Error()
+		}
+		st.Deployments = append(st.Deployments, DeploymentStatus{Name: dk.String(), Image: img, Rollout: orDefault(state, "no controller reports status")})
+	}
+	return st, nil
+}

@@ -1,0 +1,197 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/go-git/go-billy/v5"
+
+	"github.com/notesctl/notesctl/manifests"
+	"github.com/notesctl/notesctl/pipeline/rollout"
+	"github.com/notesctl/notesctl/registry"
+)
+
+// RollbackOptions say what to roll back to.
+type RollbackOptions struct {
+	GitOps manifests.GitOpsOptions
+	Policy string
+	// To is a tag, a digest (sha256:…), or a site commit (7+ hex digits):
+	// looked up in the GitOps history first, then in the registry's tags.
+	To string
+	// Repository is where to list tags when the history does not have the
+	// release; default: the repository the manifests hold. "oci:PATH" for
+	// a layout.
+	Repository string
+	Registry   registry.PublishOptions
+	Wait       *rollout.Options
+}
+
+// RollbackResult is the rollback commit.
+type RollbackResult struct {
+	From    string          `json:"from"`
+	To      string          `json:"to"`
+	Found   string          `json:"foundIn"` // "gitops-history" or "registry"
+	GitOps  GitOpsResult    `json:"gitops"`
+	Rollout *rollout.Result `json:"rollout,omitempty"`
+}
+
+var hexPattern = func(s string) bool {
+	if len(s) < 7 || len(s) > 40 {
+		return false
+	}
+	for _, r := range s {
+		if !strings.ContainsRune("0123456789abcdef", r) {
+			return false
+		}
+	}
+	return true
+}
+
+// matches says whether a reference is the release named by to.
+func matches(ref, to string) bool {
+	f := manifests.Found{Field: manifests.FieldImage, Value: ref}
+	tag := tagOf(f)
+	switch {
+	case ref == to, tag == to:
+		return true
+	case strings.HasPrefix(to, "sha256:"):
+		return strings.HasSuffix(ref, "@"+to)
+	case hexPattern(to):
+		if _, sha, _, _, ok := registry.ParseTag(tag); ok {
+			return strings.HasPrefix(sha, to) || strings.HasPrefix(to, sha)
+		}
+	}
+	return false
+}
+
+// Rollback writes a GitOps commit that pins an earlier release, through the
+// same update engine and commit rules as a release.
+func Rollback(ctx context.Context, opts RollbackOptions, sink Sink) (*RollbackResult, error) {
+	r := newRunner(sink)
+	if opts.Policy == "" {
+		opts.Policy = "flux-system:notes"
+	}
+	ns, pname, err := parsePolicy(opts.Policy)
+	if err != nil {
+		return nil, err
+	}
+	if strings.TrimSpace(opts.To) == "" {
+		return nil, errors.New("rollback needs --to TAG|DIGEST|SITE-COMMIT")
+	}
+	res := &RollbackResult{GitOps: GitOpsResult{Repository: manifests.RedactURL(opts.GitOps.URL), Branch: gitopsBranch(opts.GitOps)}}
+
+	var target string
+	err = r.stage(StageSource, func() (string, error) {
+		hist, err := manifests.History(ctx, opts.GitOps, opts.Policy, 0)
+		if err != nil {
+			return "", err
+		}
+		if len(hist) == 0 {
+			return "", fmt.Errorf("GitOps repository %s: no marker for %s in its history", res.GitOps.Repository, opts.Policy)
+		}
+		res.From = hist[0].Ref()
+		for _, d := range hist {
+			if matches(d.Ref(), opts.To) {
+				target, res.Found = d.Ref(), "gitops-history"
+				return fmt.Sprintf("%s was deployed by GitOps commit %s (%s)", target, shortCommit(d.Commit), d.Time.Format("2006-01-02 15:04")), nil
+			}
+		}
+		repo := opts.Repository
+		if repo == "" {
+			repo = imageRepo(res.From)
+		}
+		tags, err := registry.ListTags(ctx, repo, opts.Registry)
+		if err != nil {
+			return "", fmt.Errorf("%q is not in the GitOps history, and the registry could not be searched: %w", opts.To, err)
+		}
+		for _, t := range tags {
+			if !matches(imageRepo(res.From)+":"+t.Tag, opts.To) && !(strings.HasPrefix(opts.To, "sha256:") && t.Digest.String() == opts.To) {
+				continue
+			}
+			d := t.Digest
+			if d.Hex == "" {
+				if d, err = registry.ResolveTag(ctx, repo, t.Tag, opts.Registry); err != nil {
+					return "", err
+				}
+			}
+			target, res.Found = imageRepo(res.From)+":"+t.Tag+"@"+d.String(), "registry"
+			return fmt.Sprintf("%s found in %s", target, repo), nil
+		}
+		return "", fmt.Errorf("no release %q in the GitOps history of %s or the tags of %s", opts.To, res.GitOps.Repository, repo)
+	})
+	if err != nil {
+		return nil, err
+	}
+	res.To = target
+	if target == res.From {
+		r.note(StageUpdate, target+" is what the GitOps repository deploys already")
+	}
+	policy := manifests.Policy{Namespace: ns, Name: pname, Image: imageRepo(target), Tag: tagOf(manifests.Found{Field: manifests.FieldImage, Value: target})}
+	if i := strings.LastIndex(target, "@"); i >= 0 {
+		policy.Digest = target[i+1:]
+	}
+	source := siteCommitOf(ctx, opts, target)
+	err = r.stage(StageUpdate, func() (string, error) {
+		cr, err := manifests.Commit(ctx, opts.GitOps, func(fsys billy.Filesystem, head manifests.CommitInfo) (string, bool, error) {
+			result, err := manifests.Update(fsys, "", []manifests.Policy{policy}, manifests.UpdateOptions{})
+			if err != nil {
+				return "", false, err
+			}
+			res.GitOps.Changes, res.GitOps.Diff = result.Changes, result.Diff()
+			if len(result.Changes) == 0 {
+				return "", false, nil
+			}
+			msg := fmt.Sprintf("Roll back %s to %s\n\nRollback of %s to an earlier release.\n\nRollback-From: %s\nSource-Commit: %s\nImage: %s\n", opts.Policy, policy.Tag, res.From, res.From, source, target)
+			return msg, true, nil
+		})
+		if err != nil {
+			return "", err
+		}
+		res.GitOps.Commit, res.GitOps.Changed, res.GitOps.Attempts = cr.Hash, cr.Changed, cr.Attempts
+		if !cr.Changed {
+			return "no change: the manifests already hold " + target, nil
+		}
+		return fmt.Sprintf("commit %s: %s -> %s", shortCommit(cr.Hash), res.From, target), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if opts.Wait != nil && res.GitOps.Commit != "" {
+		if res.Rollout, err = waitRollout(ctx, r, *opts.Wait, rollout.Target{Branch: res.GitOps.Branch, Commit: res.GitOps.Commit, Image: target}); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// siteCommitOf names the site commit of a release: from the image's
+// revision label when the image can be read, else from its tag.
+func siteCommitOf(ctx context.Context, opts RollbackOptions, ref string) string {
+	tag := tagOf(manifests.Found{Field: manifests.FieldImage, Value: ref})
+	where := ref
+	if opts.Repository != "" && tag != "" {
+		where = opts.Repository + ":" + tag
+	}
+	if labels, _, err := registry.FetchLabels(ctx, where, opts.Registry); err == nil {
+		if meta, ok := registry.MetadataFromLabels(labels); ok && meta.Revision != "" {
+			return meta.Revision
+		}
+	}
+	if _, sha, _, _, ok := registry.ParseTag(tag); ok {
+		return sha
+	}
+	return "unknown"
+}
+
+// imageRepo strips tag and digest.
+func imageRepo(ref string) string {
+	if i := strings.Index(ref, "@"); i >= 0 {
+		ref = ref[:i]
+	}
+	if i := strings.LastIndex(ref, ":"); i >= 0 && !strings.Contains(ref[i:], "/") {
+		ref = ref[:i]
+	}
+	return ref
+}
