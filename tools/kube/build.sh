@@ -1,0 +1,226 @@
+#!/usr/bin/env bash
+# tools/kube/build.sh [CACHE_DIR]
+#
+# Builds, once, the real Kubernetes and Flux components that the kube tests
+# (internal/kubeenv) run as local processes, and collects the Flux CRDs:
+#
+#   CACHE_DIR/bin/kube-apiserver        k8s.io/kubernetes v1.35.4 (wrapper module kube-apiserver/)
+#   CACHE_DIR/bin/etcd                  etcd 3.4 from Debian's etcd-server package (copied)
+#   CACHE_DIR/bin/source-controller     github.com/fluxcd/source-controller v1.9.6
+#   CACHE_DIR/bin/kustomize-controller  github.com/fluxcd/kustomize-controller v1.9.6
+#   CACHE_DIR/crds/*.yaml               source + kustomize CRDs (shipped in the controller
+#                                       modules) and image + notification CRDs (generated
+#                                       with controller-gen from the API modules)
+#
+# CACHE_DIR defaults to ${NOTESCTL_TOOLS_CACHE:-$HOME/.cache/notesctl-tools}/$VERSION_KEY.
+# Every artifact has a stamp file (CACHE_DIR/stamps/NAME) holding the versions and
+# a hash of the wrapper module it was built from; an artifact whose stamp matches is
+# not rebuilt. Nothing is written into the repository: wrapper modules are copied
+# into CACHE_DIR/src and built there with -mod=mod.
+#
+# Needs: Go (GOTOOLCHAIN=local is forced), access to the Go module proxy on a cold
+# cache, and either /usr/bin/etcd or root with apt-get (etcd-server is installed).
+#
+# The tests find the result through NOTESCTL_KUBE_TOOLS=CACHE_DIR/bin and
+# NOTESCTL_KUBE_CRDS=CACHE_DIR/crds, or at the default location without them.
+set -euo pipefail
+
+# Keep in sync with internal/kubeenv (DefaultVersionKey); a test checks it.
+KUBE_VERSION=v1.35.4
+KUBE_STAGING_VERSION=v0.35.4
+SOURCE_CONTROLLER_VERSION=v1.9.6
+KUSTOMIZE_CONTROLLER_VERSION=v1.9.6
+IMAGE_REFLECTOR_API_VERSION=v1.2.5
+IMAGE_AUTOMATION_API_VERSION=v1.2.5
+NOTIFICATION_API_VERSION=v1.9.4
+CONTROLLER_GEN_VERSION=v0.19.0
+VERSION_KEY=kube-v1.35.4-flux-v1.9.6-r1
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cache="${1:-${NOTESCTL_TOOLS_CACHE:-$HOME/.cache/notesctl-tools}/$VERSION_KEY}"
+mkdir -p "$cache"
+cache="$(cd "$cache" && pwd)"
+bin="$cache/bin"
+crds="$cache/crds"
+stamps="$cache/stamps"
+src="$cache/src"
+mkdir -p "$bin" "$crds" "$stamps" "$src"
+
+export GOTOOLCHAIN=local
+export GOFLAGS="-mod=mod -buildvcs=false"
+export CGO_ENABLED=0
+
+command -v go >/dev/null || { echo "build.sh: go not found on PATH" >&2; exit 1; }
+
+# One build at a time per cache directory (parallel CI jobs, several engineers).
+exec 9>"$cache/.lock"
+if ! flock -n 9; then
+	echo "build.sh: waiting for another build of $cache to finish..." >&2
+	flock 9
+fi
+
+total_start=$SECONDS
+log() { printf '[build.sh %4ds] %s\n' "$((SECONDS - total_start))" "$*"; }
+
+# stamp_for NAME PARTS... prints the stamp content for NAME.
+stamp_for() {
+	local name=$1
+	shift
+	printf '%s\n' "$name" "$@" "$(go env GOVERSION)" "$(go env GOOS)/$(go env GOARCH)"
+}
+
+# wrapper_hash DIR hashes the files of a wrapper module.
+wrapper_hash() {
+	(cd "$1" && cat go.mod go.sum tools.go | sha256sum | cut -d' ' -f1)
+}
+
+# up_to_date NAME WANT [FILE]: stamp matches and FILE (if given) exists.
+up_to_date() {
+	local name=$1 want=$2 file=${3:-}
+	[[ -f "$stamps/$name" ]] || return 1
+	[[ "$(cat "$stamps/$name")" == "$want" ]] || return 1
+	[[ -z "$file" || -x "$file" || -f "$file" ]] || return 1
+}
+
+# build_wrapper NAME PACKAGE LDFLAGS VERSIONS...: builds PACKAGE from the wrapper
+# module tools/kube/NAME into $bin/NAME.
+build_wrapper() {
+	local name=$1 pkg=$2 ldflags=$3
+	shift 3
+	local want
+	want="$(stamp_for "$name" "$@" "wrapper=$(wrapper_hash "$here/$name")" "ldflags=$ldflags")"
+	if up_to_date "$name" "$want" "$bin/$name"; then
+		log "$name: cached ($*)"
+		return
+	fi
+	local start=$SECONDS
+	log "$name: building $pkg ($*)..."
+	rm -rf "$src/$name"
+	mkdir -p "$src/$name"
+	cp "$here/$name/go.mod" "$here/$name/go.sum" "$here/$name/tools.go" "$src/$name/"
+	(cd "$src/$name" && go build -trimpath -ldflags "$ldflags" -o "$bin/.$name.tmp" "$pkg")
+	mv -f "$bin/.$name.tmp" "$bin/$name"
+	printf '%s\n' "$want" >"$stamps/$name"
+	log "$name: built in $((SECONDS - start))s ($(du -h "$bin/$name" | cut -f1))"
+}
+
+install_etcd() {
+	local etcd_path
+	etcd_path="$(command -v etcd || true)"
+	if [[ -z "$etcd_path" ]]; then
+		if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+			log "etcd: installing Debian package etcd-server..."
+			if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q etcd-server >/dev/null; then
+				DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+				DEBIAN_FRONTEND=noninteractive apt-get install -y -q etcd-server >/dev/null
+			fi
+			etcd_path=/usr/bin/etcd
+		else
+			echo "build.sh: etcd not found; install it first: apt-get install -y etcd-server" >&2
+			exit 1
+		fi
+	fi
+	local version
+	version="$("$etcd_path" --version | sed -n 's/^etcd Version: //p')"
+	local want
+	want="$(stamp_for etcd "etcd=$version" "from=$etcd_path" "sha256=$(sha256sum "$etcd_path" | cut -d' ' -f1)")"
+	if up_to_date etcd "$want" "$bin/etcd"; then
+		log "etcd: cached ($version)"
+		return
+	fi
+	cp -f "$etcd_path" "$bin/.etcd.tmp"
+	chmod 0755 "$bin/.etcd.tmp"
+	mv -f "$bin/.etcd.tmp" "$bin/etcd"
+	printf '%s\n' "$want" >"$stamps/etcd"
+	log "etcd: copied $etcd_path ($version)"
+}
+
+# module_dir MODULE@VERSION prints the module's directory in the module cache,
+# downloading it if needed.
+module_dir() {
+	(cd "$src" && GOFLAGS= go mod download -json "$1" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+}
+
+collect_crds() {
+	local want
+	want="$(stamp_for crds "source-controller=$SOURCE_CONTROLLER_VERSION" \
+		"kustomize-controller=$KUSTOMIZE_CONTROLLER_VERSION" \
+		"image-reflector-api=$IMAGE_REFLECTOR_API_VERSION" \
+		"image-automation-api=$IMAGE_AUTOMATION_API_VERSION" \
+		"notification-api=$NOTIFICATION_API_VERSION" \
+		"controller-gen=$CONTROLLER_GEN_VERSION" \
+		"wrapper=$(wrapper_hash "$here/fluxcrds")")"
+	if up_to_date crds "$want" && compgen -G "$crds/*.yaml" >/dev/null; then
+		log "crds: cached ($(ls "$crds" | wc -l) files)"
+		return
+	fi
+	local start=$SECONDS
+	local out="$cache/.crds.tmp"
+	rm -rf "$out"
+	mkdir -p "$out"
+
+	local dir
+	for mod in "github.com/fluxcd/source-controller@$SOURCE_CONTROLLER_VERSION" \
+		"github.com/fluxcd/kustomize-controller@$KUSTOMIZE_CONTROLLER_VERSION"; do
+		dir="$(module_dir "$mod")"
+		[[ -d "$dir/config/crd/bases" ]] || { echo "build.sh: no config/crd/bases in $mod ($dir)" >&2; exit 1; }
+		cp "$dir"/config/crd/bases/*.yaml "$out/"
+		chmod 0644 "$out"/*.yaml # module cache files are read-only
+		log "crds: copied $(ls "$dir"/config/crd/bases/*.yaml | wc -l) CRDs from $mod"
+	done
+
+	# The image and notification CRDs are not shipped in any module the proxy
+	# serves: generate them from the API packages, as the upstream Makefiles do.
+	local cg="$cache/tools/controller-gen-$CONTROLLER_GEN_VERSION"
+	if [[ ! -x "$cg" ]]; then
+		log "crds: building controller-gen $CONTROLLER_GEN_VERSION..."
+		mkdir -p "$cache/tools"
+		(cd "$src" && GOFLAGS= GOBIN="$cache/tools/.gobin" go install "sigs.k8s.io/controller-tools/cmd/controller-gen@$CONTROLLER_GEN_VERSION")
+		mv -f "$cache/tools/.gobin/controller-gen" "$cg"
+		rmdir "$cache/tools/.gobin"
+	fi
+	rm -rf "$src/fluxcrds"
+	mkdir -p "$src/fluxcrds"
+	cp "$here/fluxcrds/go.mod" "$here/fluxcrds/go.sum" "$here/fluxcrds/tools.go" "$src/fluxcrds/"
+	local gen="$cache/.crds-gen.tmp"
+	rm -rf "$gen"
+	mkdir -p "$gen"
+	(cd "$src/fluxcrds" && go mod download &&
+		"$cg" crd \
+			paths=github.com/fluxcd/image-reflector-controller/api/... \
+			paths=github.com/fluxcd/image-automation-controller/api/... \
+			paths=github.com/fluxcd/notification-controller/api/... \
+			output:crd:dir="$gen")
+	local n=0
+	for want_crd in image.toolkit.fluxcd.io_imagerepositories.yaml image.toolkit.fluxcd.io_imagepolicies.yaml \
+		image.toolkit.fluxcd.io_imageupdateautomations.yaml notification.toolkit.fluxcd.io_receivers.yaml; do
+		[[ -f "$gen/$want_crd" ]] || { echo "build.sh: controller-gen did not write $want_crd (got: $(ls "$gen"))" >&2; exit 1; }
+	done
+	for f in "$gen"/*.yaml; do
+		cp "$f" "$out/"
+		n=$((n + 1))
+	done
+	rm -rf "$gen"
+	log "crds: generated $n CRDs with controller-gen $CONTROLLER_GEN_VERSION"
+
+	rm -rf "$crds"
+	mv "$out" "$crds"
+	printf '%s\n' "$want" >"$stamps/crds"
+	log "crds: $(ls "$crds" | wc -l) files in $((SECONDS - start))s"
+}
+
+log "cache: $cache"
+install_etcd
+collect_crds
+build_wrapper kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver \
+	"-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=35 -X k8s.io/component-base/version.gitTreeState=clean" \
+	"kubernetes=$KUBE_VERSION" "staging=$KUBE_STAGING_VERSION"
+build_wrapper source-controller github.com/fluxcd/source-controller "-s -w" \
+	"source-controller=$SOURCE_CONTROLLER_VERSION"
+build_wrapper kustomize-controller github.com/fluxcd/kustomize-controller "-s -w" \
+	"kustomize-controller=$KUSTOMIZE_CONTROLLER_VERSION"
+
+log "done in $((SECONDS - total_start))s"
+echo "NOTESCTL_KUBE_TOOLS=$bin"
+echo "NOTESCTL_KUBE_CRDS=$crds"
+echo "$bin"
