@@ -27,7 +27,9 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -374,14 +376,42 @@ func lastLines(s string, n int) string {
 }
 
 // memTempDir makes a temporary directory on /dev/shm when it is a writable
-// directory (etcd fsyncs a lot), else under the default temp directory.
-func memTempDir(pattern string) (string, error) {
-	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
-		if d, err := os.MkdirTemp("/dev/shm", pattern); err == nil {
+// directory (etcd fsyncs a lot), else under the default temp directory. The
+// name carries the test binary's pid: directories left by test binaries
+// that died without cleanup (a test timeout) are removed here.
+func memTempDir(prefix string) (string, error) {
+	pattern := fmt.Sprintf("%s%d-", prefix, os.Getpid())
+	if fi, err := os.Stat(shmDir); err == nil && fi.IsDir() {
+		removeOrphans(shmDir, prefix)
+		if d, err := os.MkdirTemp(shmDir, pattern); err == nil {
 			return d, nil
 		}
 	}
 	return os.MkdirTemp("", pattern)
+}
+
+const shmDir = "/dev/shm"
+
+// removeOrphans removes dir/PREFIX<pid>-* entries whose process is gone.
+func removeOrphans(dir, prefix string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), prefix)
+		if !ok {
+			continue
+		}
+		pidText, _, ok := strings.Cut(rest, "-")
+		pid, err := strconv.Atoi(pidText)
+		if !ok || err != nil || pid <= 0 {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			_ = os.RemoveAll(filepath.Join(dir, e.Name()))
+		}
+	}
 }
 
 // Logs returns the output of the named process so far ("etcd",

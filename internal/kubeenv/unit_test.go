@@ -2,6 +2,7 @@ package kubeenv
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -258,5 +259,29 @@ func TestRolledOutStatus(t *testing.T) {
 	d.Spec.Replicas = nil
 	if got := RolledOutStatus(d, metav1.Now()).Replicas; got != 1 {
 		t.Errorf("default replicas = %d, want 1", got)
+	}
+}
+
+func TestRemoveOrphans(t *testing.T) {
+	dir := t.TempDir()
+	// A pid that is not running: above the kernel's pid_max default range.
+	const deadPID = 1<<22 + 12345
+	mine := filepath.Join(dir, fmt.Sprintf("kubeenv-etcd-%d-1", os.Getpid()))
+	dead := filepath.Join(dir, fmt.Sprintf("kubeenv-etcd-%d-2", deadPID))
+	other := filepath.Join(dir, "unrelated-1-2")
+	for _, d := range []string{mine, dead, other} {
+		if err := os.MkdirAll(filepath.Join(d, "member"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	removeOrphans(dir, "kubeenv-etcd-")
+	for _, c := range []struct {
+		path string
+		keep bool
+	}{{mine, true}, {dead, false}, {other, true}} {
+		_, err := os.Stat(c.path)
+		if kept := err == nil; kept != c.keep {
+			t.Errorf("%s: kept=%v, want %v", filepath.Base(c.path), kept, c.keep)
+		}
 	}
 }
