@@ -147,10 +147,25 @@ func Release(ctx context.Context, opts ReleaseOptions, sink Sink) (*ReleaseResul
 		}
 	}
 
+	// Read the GitOps repository before building: a repository that cannot
+	// be read or has no marker for the policy fails the release before
+	// anything is pushed.
+	var deployed []manifests.Found
+	if err := r.stage(StageUpdate, func() (string, error) {
+		var err error
+		deployed, err = preflightGitOps(ctx, opts.GitOps, manifests.Policy{Namespace: ns, Name: pname, Image: p.repo.Name(), Tag: p.tag})
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("%d marker(s) for %s", len(deployed), opts.Policy), nil
+	}); err != nil {
+		return nil, err
+	}
+
 	// Idempotency: if the GitOps repo already deploys an image of this very
 	// commit and generator, there is nothing to render, push or commit.
 	if !p.src.Dirty {
-		if ref, ok := deployedRelease(ctx, opts, p, ns+":"+pname); ok {
+		if ref, ok := deployedRelease(ctx, opts, p, deployed); ok {
 			res.Skipped = true
 			res.Reason = fmt.Sprintf("the GitOps repository already deploys %s, built from commit %s with Hugo %s", ref, p.src.ShortCommit(), generatorVersion())
 			res.Build = &BuildResult{Image: ref, Tag: p.tag, Commit: p.src.Commit, Revision: p.src.Revision(), Branch: p.src.Branch, CommitTime: p.src.Time, Repository: p.repo.Name(), Generator: "hugo", GeneratorVer: generatorVersion()}
@@ -383,17 +398,36 @@ func tagOf(f manifests.Found) string {
 	return ""
 }
 
+// preflightGitOps reads the GitOps branch tip and what the policy's markers
+// hold there. No marker is an error that names the files that did not
+// parse, if any.
+func preflightGitOps(ctx context.Context, o manifests.GitOpsOptions, policy manifests.Policy) ([]manifests.Found, error) {
+	fsys, head, err := manifests.Checkout(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	found, err := manifests.Current(fsys, "", policy.ID())
+	if err != nil {
+		return nil, err
+	}
+	if len(found) > 0 {
+		return found, nil
+	}
+	// A dry-run update produces the engine's own error, which lists the
+	// files it scanned and skipped.
+	if _, err = manifests.Update(fsys, "", []manifests.Policy{policy}, manifests.UpdateOptions{DryRun: true}); err == nil {
+		err = fmt.Errorf("no setter marker for image policy %q", policy.ID())
+	}
+	at := "empty (scaffold it first: notesctl manifests init)"
+	if head.Hash != "" {
+		at = shortCommit(head.Hash)
+	}
+	return nil, fmt.Errorf("GitOps repository %s (branch %s at %s): %w", manifests.RedactURL(o.URL), gitopsBranch(o), at, err)
+}
+
 // deployedRelease reports whether the GitOps repository already deploys an
 // image of this commit and generator, read from the image's own labels.
-func deployedRelease(ctx context.Context, opts ReleaseOptions, p *plannedBuild, policyID string) (string, bool) {
-	fsys, _, err := manifests.Checkout(ctx, opts.GitOps)
-	if err != nil || fsys == nil {
-		return "", false
-	}
-	found, err := manifests.Current(fsys, "", policyID)
-	if err != nil {
-		return "", false
-	}
+func deployedRelease(ctx context.Context, opts ReleaseOptions, p *plannedBuild, found []manifests.Found) (string, bool) {
 	for _, f := range found {
 		if f.Field != "" && f.Field != "image" {
 			continue

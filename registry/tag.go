@@ -72,11 +72,21 @@ func RenderTag(tmpl string, d TagData) (string, error) {
 			d.ShortSHA = d.ShortSHA[:7]
 		}
 	}
-	if tmpl == "" {
+	isDefault := tmpl == ""
+	if isDefault {
 		if err := checkDefaultTagData(d); err != nil {
 			return "", err
 		}
 		tmpl = DefaultTagTemplate
+		// A long branch name is shortened rather than the tag cut at 128
+		// characters: the commit, timestamp and generator must survive.
+		suffix := len(fmt.Sprintf("-%s-%d-%s%s", d.ShortSHA, d.Timestamp, d.Generator, d.GeneratorVersion))
+		if d.Dirty {
+			suffix += len("-dirty")
+		}
+		if b := SanitizeTag(d.Branch); len(b)+suffix > maxTagLen && maxTagLen-suffix >= 16 {
+			d.Branch = strings.TrimRight(b[:maxTagLen-suffix], "-.")
+		}
 	}
 	t, err := template.New("tag").Option("missingkey=error").Funcs(tagFuncs).Parse(tmpl)
 	if err != nil {
@@ -89,6 +99,16 @@ func RenderTag(tmpl string, d TagData) (string, error) {
 	tag := SanitizeTag(buf.String())
 	if tag == "" {
 		return "", fmt.Errorf("tag template %q rendered %q, which leaves no valid tag characters", tmpl, buf.String())
+	}
+	if isDefault {
+		// Flux orders the default tags by the timestamp it reads back; a
+		// tag that reads back otherwise (a generator name that is not
+		// lower-case letters, a short SHA of fewer than 4 or more than 64
+		// characters, a tag cut at 128 characters) would be misordered.
+		branch, sha, ts, _, ok := ParseTag(tag)
+		if !ok || branch != SanitizeTag(d.Branch) || sha != d.ShortSHA || ts != d.Timestamp {
+			return "", fmt.Errorf("default tag %q does not read back as <branch>-<short SHA>-<timestamp>-<generator><version> (branch %q, short SHA %q, generator %q, version %q); pass a tag template", tag, d.Branch, d.ShortSHA, d.Generator, d.GeneratorVersion)
+		}
 	}
 	return tag, nil
 }

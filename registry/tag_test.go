@@ -153,3 +153,19 @@ func TestDefaultTagRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestDefaultTagLongBranch: a long branch name is shortened so that the
+// commit, the timestamp and the generator version stay in the tag.
+func TestDefaultTagLongBranch(t *testing.T) {
+	d := TagData{Branch: "feature/" + strings.Repeat("very-long-branch-name-", 8), SHA: "b9060af0123456789", Timestamp: 1746598316, Generator: "hugo", GeneratorVersion: "0.145.0"}
+	tag, err := RenderTag("", d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tag) > 128 || !strings.HasSuffix(tag, "-b9060af-1746598316-hugo0.145.0") || !strings.HasPrefix(tag, "feature-very-long-branch-name-") {
+		t.Errorf("tag = %q (%d chars)", tag, len(tag))
+	}
+	if _, sha, ts, _, ok := ParseTag(tag); !ok || sha != "b9060af" || ts != 1746598316 {
+		t.Errorf("ParseTag(%q) = %s %d %v", tag, sha, ts, ok)
+	}
+}
