@@ -120,3 +120,21 @@ func nonEmptyLines(s string) []string {
 	}
 	return out
 }
+
+// requiredInputs names the action.yml inputs a release step lacks, after
+// flags, NOTESCTL_* variables and .notesctl.yaml had their say: runners do
+// not enforce "required: true", and "pass --image" means little to someone
+// who writes a workflow.
+func requiredInputs(image, gitops string) error {
+	var missing []string
+	if image == "" {
+		missing = append(missing, "images")
+	}
+	if gitops == "" {
+		missing = append(missing, "gitops-repo")
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return fmt.Errorf("missing required input %s: set it under with: in the workflow step (or use the flag, its NOTESCTL_* variable or .notesctl.yaml)", strings.Join(missing, " and "))
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/notesctl/notesctl/pipeline"
 	"github.com/notesctl/notesctl/registry"
+	"github.com/notesctl/notesctl/render"
 )
 
 // DefaultBase is the base image for registry builds: nginx that runs as a
@@ -65,6 +66,11 @@ func (b *buildFlags) options(a *app, stdin io.Reader) (pipeline.BuildOptions, er
 		RequireHugo: b.hugoVersion, AllowWarnings: b.allowWarnings, BaseURL: b.baseURL,
 		Image: b.image, To: b.to, Base: b.base, WebRoot: b.webRoot, Platforms: b.platforms,
 		TagTemplate: b.tagTemplate, ExtraTags: b.extraTags,
+	}
+	// Checked here, before anything runs, so that the error names the
+	// setting as the user knows it.
+	if err := render.CheckConstraint(b.hugoVersion, "--hugo-version"); err != nil {
+		return o, err
 	}
 	if v := a.getenv("SOURCE_DATE_EPOCH"); v != "" {
 		sec, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)

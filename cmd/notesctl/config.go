@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -54,8 +56,19 @@ func configHelpTopic() *cobra.Command {
 	}
 }
 
-// secretFlags may never come from the config file.
-var secretFlags = map[string]bool{"password": true, "gitops-password": true, "flux-webhook-token": true}
+// secretKeys may never be in the config file: no flag takes a secret, so
+// without this check they would pass as mere unknown keys. The value says
+// where the secret goes instead.
+var secretKeys = map[string]string{
+	"password":               "NOTESCTL_REGISTRY_PASSWORD (or pipe it to --password-stdin)",
+	"registry-password":      "NOTESCTL_REGISTRY_PASSWORD (or pipe it to --password-stdin)",
+	"gitops-password":        "NOTESCTL_GITOPS_PASSWORD",
+	"gitops-token":           "NOTESCTL_GITOPS_PASSWORD",
+	"flux-webhook-token":     "NOTESCTL_FLUX_WEBHOOK_TOKEN",
+	"github-token":           "GITHUB_TOKEN",
+	"ssh-key-passphrase":     "NOTESCTL_SSH_KEY_PASSPHRASE",
+	"signing-key-passphrase": "NOTESCTL_SIGNING_KEY_PASSPHRASE",
+}
 
 // unboundFlags are not read from env or file.
 var unboundFlags = map[string]bool{"config": true, "help": true, "password-stdin": true}
@@ -88,10 +101,26 @@ func loadConfig(path string, explicit bool) (*configFile, error) {
 	}
 	cf := &configFile{path: path, values: map[string]fileValue{}}
 	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil && err != io.EOF {
 		return nil, fmt.Errorf("config file %s: %v", path, err)
 	}
-	if len(doc.Content) == 0 {
+	// yaml.Unmarshal would read the first document and drop the rest
+	// unread: settings after a "---" line would be silently ignored.
+	for {
+		var next yaml.Node
+		err := dec.Decode(&next)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("config file %s: %v", path, err)
+		}
+		if !emptyDocument(&next) {
+			return nil, fmt.Errorf("%s:%d: the config file holds more than one YAML document; notesctl reads one", path, next.Line)
+		}
+	}
+	if emptyDocument(&doc) {
 		return cf, nil
 	}
 	root := doc.Content[0]
@@ -122,6 +151,16 @@ func loadConfig(path string, explicit bool) (*configFile, error) {
 	return cf, nil
 }
 
+// emptyDocument reports a document with no content or only a null ("---"
+// alone, "~", "null").
+func emptyDocument(doc *yaml.Node) bool {
+	if len(doc.Content) == 0 {
+		return true
+	}
+	n := doc.Content[0]
+	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
+}
+
 // bind fills every flag not set on the command line from the Actions
 // inputs, the environment, then the config file, and reports unknown or
 // secret keys in the file. siteDir locates the default config file.
@@ -136,6 +175,17 @@ func (a *app) bind(cmd *cobra.Command, siteDir string, inputs map[string]string)
 	cf, err := loadConfig(path, explicit)
 	if err != nil {
 		return err
+	}
+	var secrets []string
+	for k := range cf.values {
+		if secretKeys[k] != "" {
+			secrets = append(secrets, k)
+		}
+	}
+	if len(secrets) > 0 {
+		sort.Slice(secrets, func(i, j int) bool { return cf.values[secrets[i]].line < cf.values[secrets[j]].line })
+		k := secrets[0]
+		return fmt.Errorf("%s:%d: %s is a secret and is not read from the config file; set %s instead", cf.path, cf.values[k].line, k, secretKeys[k])
 	}
 	flags := cmd.Flags()
 	var known []string
@@ -157,10 +207,6 @@ func (a *app) bind(cmd *cobra.Command, siteDir string, inputs map[string]string)
 			return
 		}
 		if fv, ok := cf.values[f.Name]; ok {
-			if secretFlags[f.Name] {
-				bindErr = fmt.Errorf("%s:%d: %s is a secret and is not read from the config file; set %s instead", cf.path, fv.line, f.Name, envName(f.Name))
-				return
-			}
 			bindErr = setFlag(f, fv.values, fmt.Sprintf("%s:%d", cf.path, fv.line))
 		}
 	})

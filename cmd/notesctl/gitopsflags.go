@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net/mail"
+	"net/url"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -57,18 +58,17 @@ func (g *gitopsFlags) options(a *app) (manifests.GitOpsOptions, error) {
 	a.addSecret(o.Password)
 	a.addSecret(o.SSHKeyPassphrase)
 	a.addSecret(o.SigningKeyPassphrase)
-	if u := manifests.RedactURL(g.url); u != g.url {
+	// A password in the URL is a secret even when the URL does not parse
+	// (then no redaction of the URL can find it).
+	pw := urlPassword(g.url)
+	a.addSecret(pw)
+	if unescaped, err := url.PathUnescape(pw); err == nil {
+		a.addSecret(unescaped)
+	}
+	if u := manifests.RedactURL(g.url); u != g.url || pw != "" {
 		// Credentials in the URL work, but they end up in shell history
 		// and process lists; say so once.
-		fmt.Fprintf(a.stderr, "notesctl: warning: --gitops %s carries credentials; prefer NOTESCTL_GITOPS_PASSWORD\n", u)
-		if i := strings.Index(g.url, "://"); i >= 0 {
-			if at := strings.Index(g.url[i+3:], "@"); at >= 0 {
-				userinfo := g.url[i+3 : i+3+at]
-				if c := strings.Index(userinfo, ":"); c >= 0 {
-					a.addSecret(userinfo[c+1:])
-				}
-			}
-		}
+		fmt.Fprintf(a.stderr, "notesctl: warning: --gitops %s carries credentials; prefer NOTESCTL_GITOPS_PASSWORD\n", a.redact(u))
 	}
 	if g.author != "" {
 		addr, err := mail.ParseAddress(g.author)
@@ -81,4 +81,24 @@ func (g *gitopsFlags) options(a *app) (manifests.GitOpsOptions, error) {
 		}
 	}
 	return o, nil
+}
+
+// urlPassword returns the password in a URL's user info, read as text so
+// that it is found in URLs that do not parse too: the authority runs to the
+// first '/', '?' or '#' after "://", the user info to its last '@'.
+func urlPassword(raw string) string {
+	i := strings.Index(raw, "://")
+	if i < 0 {
+		return ""
+	}
+	authority := raw[i+3:]
+	if j := strings.IndexAny(authority, "/?#"); j >= 0 {
+		authority = authority[:j]
+	}
+	at := strings.LastIndex(authority, "@")
+	if at < 0 {
+		return ""
+	}
+	_, pw, _ := strings.Cut(authority[:at], ":")
+	return pw
 }

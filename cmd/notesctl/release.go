@@ -66,6 +66,11 @@ repository (` + localGitOps + `), scaffolded with "manifests init" on first use.
 			if err := a.checkOutput(); err != nil {
 				return err
 			}
+			if a.getenv("GITHUB_ACTIONS") == "true" && !local {
+				if err := requiredInputs(bf.image, gf.url); err != nil {
+					return err
+				}
+			}
 			if local {
 				root := bf.site
 				if bf.image == "" {
