@@ -3,15 +3,19 @@ package manifests
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
+	pathpkg "path"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
@@ -22,10 +26,13 @@ import (
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/format/index"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
+	"github.com/go-git/go-git/v5/storage/filesystem"
 	"github.com/go-git/go-git/v5/storage/memory"
 	"golang.org/x/crypto/ssh"
 )
@@ -160,13 +167,23 @@ func Commit(ctx context.Context, opts GitOpsOptions, edit Edit) (*CommitResult, 
 		if !retry {
 			return nil, err
 		}
+		var lost *connectionError
+		dropped := errors.As(err, &lost)
 		if attempt >= s.opts.MaxAttempts {
+			if dropped {
+				return nil, fmt.Errorf("gitops commit to %s (branch %s): the connection failed %d times: %v",
+					s.display, s.opts.Branch, attempt, err)
+			}
 			return nil, fmt.Errorf("%w: pushing to %s (branch %s) failed %d times because other commits landed first: %v",
 				ErrConcurrentUpdates, s.display, s.opts.Branch, attempt, err)
 		}
 		delay := s.backoff(attempt)
-		s.logf("push to %s lost a race (%v); retrying on the new tip in %s (attempt %d/%d)",
-			s.display, err, delay.Round(time.Millisecond), attempt+1, s.opts.MaxAttempts)
+		if dropped {
+			s.logf("%v; trying again in %s (attempt %d/%d)", err, delay.Round(time.Millisecond), attempt+1, s.opts.MaxAttempts)
+		} else {
+			s.logf("push to %s lost a race (%v); retrying on the new tip in %s (attempt %d/%d)",
+				s.display, err, delay.Round(time.Millisecond), attempt+1, s.opts.MaxAttempts)
+		}
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
@@ -175,6 +192,38 @@ func Commit(ctx context.Context, opts GitOpsOptions, edit Edit) (*CommitResult, 
 		case <-t.C:
 		}
 	}
+}
+
+// connectionError is a clone or push that failed because the connection
+// dropped or timed out, not because the server answered no. Commit tries
+// again (on a fresh clone) within MaxAttempts.
+type connectionError struct{ msg string }
+
+func (e *connectionError) Error() string { return e.msg }
+
+// droppedConnection reports whether err is a connection that was reset,
+// closed early or timed out. go-git's plumbing.UnexpectedError does not
+// unwrap, so the text is checked as well.
+func droppedConnection(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNABORTED) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	msg := err.Error()
+	for _, s := range []string{"connection reset by peer", "broken pipe", "connection refused", "unexpected EOF",
+		"i/o timeout", "server closed idle connection", ": EOF"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // Checkout returns a read-only view of the branch tip, for status and
@@ -189,6 +238,11 @@ func Checkout(ctx context.Context, opts GitOpsOptions) (billy.Filesystem, Commit
 		repo, err := git.PlainOpen(s.local.path)
 		if err != nil {
 			return nil, CommitInfo{}, fmt.Errorf("open %s: %w", s.display, err)
+		}
+		// A commit an interrupted run left half done is finished first, so
+		// that a run that finds nothing to do leaves the worktree right too.
+		if err := s.finishInterrupted(ctx, repo); err != nil {
+			return nil, CommitInfo{}, err
 		}
 		fs, info, _, err := snapshotBranch(repo, s.branchRef())
 		if err != nil {
@@ -441,6 +495,9 @@ func (s *session) signature() *object.Signature {
 func (s *session) attempt(ctx context.Context, edit Edit) (res *CommitResult, retry bool, err error) {
 	repo, head, err := s.clone(ctx, false)
 	if err != nil {
+		if ctx.Err() == nil && droppedConnection(err) {
+			return nil, true, &connectionError{msg: err.Error()}
+		}
 		return nil, false, err
 	}
 	wt, err := repo.Worktree()
@@ -505,15 +562,25 @@ func (s *session) attempt(ctx context.Context, edit Edit) (res *CommitResult, re
 	// edit is re-applied; if it did not, the remote refused the commit.
 	tip, lerr := s.remoteTip(ctx)
 	switch {
+	case lerr != nil && droppedConnection(lerr):
+		// Both connections dropped: try again on a fresh clone, which also
+		// sees our commit if the push went through after all.
+		return nil, true, &connectionError{msg: fmt.Sprintf("push to %s failed: %s (and checking the branch afterwards failed: %s)",
+			s.display, s.redact(err), s.redact(lerr))}
 	case lerr != nil:
 		return nil, false, fmt.Errorf("push to %s failed: %s (and checking the branch afterwards failed: %v)",
 			s.display, s.redact(err), s.redact(lerr))
 	case tip == hash:
 		// Our commit is there: the push went through but its report was lost.
+		s.logf("the connection to %s dropped after the push (%s), but the branch holds %s: pushed",
+			s.display, s.redact(err), hash.String()[:7])
 		res.Hash, res.Changed = hash.String(), true
 		return res, false, nil
 	case tip.String() != head.Hash && !(tip.IsZero() && head.Hash == ""):
 		return nil, true, errors.New(s.redact(err))
+	case droppedConnection(err):
+		// The branch did not move: the push never reached the server.
+		return nil, true, &connectionError{msg: fmt.Sprintf("push to %s failed before the branch was updated: %s", s.display, s.redact(err))}
 	}
 	return nil, false, fmt.Errorf("%w by %s (branch %s): %s%s", ErrPushRejected, s.display, s.opts.Branch,
 		s.redact(err), remoteMessage(progress.String(), s.secrets))
@@ -711,15 +778,38 @@ func commitInfo(c *object.Commit) CommitInfo {
 }
 
 // commitDirect commits into the checked-out branch of a local non-bare
-// repository and updates its worktree, as `git commit` would. It holds the
-// index lock git itself uses, so concurrent git commands and other notesctl
-// runs wait instead of interleaving.
+// repository and updates its worktree, as `git commit` would, in an order
+// after which a crash at any point (kill -9, power loss aside) leaves the
+// repository usable and the next run able to go on:
+//
+//  1. take git's index.lock, so that git commands and other notesctl runs
+//     wait instead of interleaving (notesctl notes its pid in the lock, so a
+//     lock left by a notesctl that died is recognised: see lockIndex);
+//  2. finish or discard a commit an earlier run was interrupted in (see
+//     recoverDirect);
+//  3. write the new blobs, trees and the commit object (go-git writes loose
+//     objects to a temporary file and renames it: all or nothing);
+//  4. write the journal .git/NOTESCTL_COMMIT: old tip, new commit, paths;
+//  5. move the branch with git's ref lock protocol (write B.lock, rename);
+//  6. bring the changed worktree files (each written to a temporary file and
+//     renamed) and their index entries (the index, too, is renamed into
+//     place) to the new commit;
+//  7. remove the journal, then the lock.
+//
+// A crash before 5 leaves the branch, index and worktree untouched (and
+// unreferenced objects, which git gc prunes); after 5 the next run redoes 6
+// from the journal.
 func (s *session) commitDirect(ctx context.Context, edit Edit) (*CommitResult, error) {
 	repo, err := git.PlainOpen(s.local.path)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", s.display, err)
 	}
-	unlock, err := s.lockIndex(ctx, repo)
+	st, ok := repo.Storer.(*filesystem.Storage)
+	if !ok {
+		return nil, fmt.Errorf("open %s: unexpected repository storage", s.local.path)
+	}
+	gitDir := st.Filesystem().Root()
+	unlock, err := s.lockIndex(ctx, gitDir)
 	if err != nil {
 		return nil, err
 	}
@@ -729,6 +819,19 @@ func (s *session) commitDirect(ctx context.Context, edit Edit) (*CommitResult, e
 	if err != nil {
 		return nil, fmt.Errorf("open worktree of %s: %w", s.display, err)
 	}
+	// The same repository, with index writes made atomic, for step 6.
+	arepo, err := git.Open(atomicIndexStorage{st}, wt.Filesystem)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", s.display, err)
+	}
+	awt, err := arepo.Worktree()
+	if err != nil {
+		return nil, fmt.Errorf("open worktree of %s: %w", s.display, err)
+	}
+	if err := s.recoverDirect(arepo, awt, gitDir); err != nil {
+		return nil, err
+	}
+
 	status, err := wt.Status()
 	if err != nil {
 		return nil, fmt.Errorf("status of %s: %w", s.display, err)
@@ -785,41 +888,529 @@ func (s *session) commitDirect(ctx context.Context, edit Edit) (*CommitResult, e
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("gitops commit to %s: %w", s.display, err)
 	}
-	for _, c := range changes {
-		if err := c.apply(wt); err != nil {
-			return nil, fmt.Errorf("update %s in %s: %w", c.path, s.local.path, err)
-		}
-		res.Files = append(res.Files, c.path)
-	}
-	hash, err := wt.Commit(msg, &git.CommitOptions{Author: s.signature(), Committer: s.signature(), SignKey: s.signKey})
+	hash, err := s.writeCommit(repo.Storer, head, tree, changes, msg)
 	if err != nil {
 		return nil, fmt.Errorf("commit in %s: %w", s.local.path, err)
 	}
-	res.Hash, res.Changed = hash.String(), true
+	j := commitJournal{Old: head.Hash, New: hash.String()}
+	for _, c := range changes {
+		j.Paths = append(j.Paths, c.path)
+	}
+	if err := writeJournal(gitDir, j); err != nil {
+		return nil, fmt.Errorf("commit in %s: %w", s.local.path, err)
+	}
+	if err := s.moveBranch(repo, gitDir, head.Hash, hash); err != nil {
+		_ = os.Remove(filepath.Join(gitDir, journalFile))
+		return nil, err
+	}
+	if err := s.checkoutPaths(arepo, awt, hash, j.Paths); err != nil {
+		return nil, fmt.Errorf("branch %s of %s is at the new commit %s, but updating the worktree failed (the next run finishes it): %w",
+			s.opts.Branch, s.local.path, hash.String()[:7], err)
+	}
+	if err := os.Remove(filepath.Join(gitDir, journalFile)); err != nil {
+		return nil, fmt.Errorf("commit in %s: %w", s.local.path, err)
+	}
+	res.Hash, res.Changed, res.Files = hash.String(), true, j.Paths
 	s.logf("committed %s to %s (branch %s)", hash.String()[:7], s.local.path, s.opts.Branch)
 	return res, nil
 }
 
-// lockIndex takes git's index.lock, waiting with backoff while another
-// process holds it.
-func (s *session) lockIndex(ctx context.Context, repo *git.Repository) (func(), error) {
-	fsStorer, ok := repo.Storer.(interface{ Filesystem() billy.Filesystem })
+// finishInterrupted runs recoverDirect under the index lock when an
+// earlier run left a commit journal behind.
+func (s *session) finishInterrupted(ctx context.Context, repo *git.Repository) error {
+	st, ok := repo.Storer.(*filesystem.Storage)
 	if !ok {
-		return nil, fmt.Errorf("open %s: unexpected repository storage", s.local.path)
+		return nil
 	}
-	lock := filepath.Join(fsStorer.Filesystem().Root(), "index.lock")
+	gitDir := st.Filesystem().Root()
+	if _, err := os.Stat(filepath.Join(gitDir, journalFile)); err != nil {
+		return nil
+	}
+	unlock, err := s.lockIndex(ctx, gitDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	wt, err := repo.Worktree()
+	if err != nil {
+		return err
+	}
+	arepo, err := git.Open(atomicIndexStorage{st}, wt.Filesystem)
+	if err != nil {
+		return err
+	}
+	awt, err := arepo.Worktree()
+	if err != nil {
+		return err
+	}
+	return s.recoverDirect(arepo, awt, gitDir)
+}
+
+// journalFile, in the git directory, records a direct commit between the
+// branch move and the worktree update (see commitDirect).
+const journalFile = "NOTESCTL_COMMIT"
+
+type commitJournal struct {
+	Old   string   `json:"old"` // empty: the branch did not exist
+	New   string   `json:"new"`
+	Paths []string `json:"paths"`
+}
+
+func writeJournal(gitDir string, j commitJournal) error {
+	b, err := json.Marshal(j)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(gitDir, journalFile), b)
+}
+
+// writeFileAtomic writes data to a temporary file next to name, syncs it
+// and renames it over name.
+func writeFileAtomic(name string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-")
+	if err != nil {
+		return err
+	}
+	_, werr := f.Write(data)
+	serr := f.Sync()
+	cerr := f.Close()
+	if err := errors.Join(werr, serr, cerr); err != nil {
+		_ = os.Remove(f.Name())
+		return err
+	}
+	if err := os.Rename(f.Name(), name); err != nil {
+		_ = os.Remove(f.Name())
+		return err
+	}
+	return nil
+}
+
+// recoverDirect finishes or discards a direct commit that an earlier run
+// did not complete (it died between steps 4 and 7 of commitDirect). It
+// runs under the index lock.
+func (s *session) recoverDirect(repo *git.Repository, wt *git.Worktree, gitDir string) error {
+	b, err := os.ReadFile(filepath.Join(gitDir, journalFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", filepath.Join(gitDir, journalFile), err)
+	}
+	var j commitJournal
+	if err := json.Unmarshal(b, &j); err != nil || j.New == "" {
+		return fmt.Errorf("%s is not a notesctl commit journal (%v); if no notesctl runs in %s, remove it: rm %s",
+			filepath.Join(gitDir, journalFile), err, s.local.path, shellQuote(filepath.Join(gitDir, journalFile)))
+	}
+	// A ref lock holding our new commit is ours: it was never renamed.
+	refFile := filepath.Join(gitDir, filepath.FromSlash(s.branchRef().String()))
+	if lb, err := os.ReadFile(refFile + ".lock"); err == nil && strings.TrimSpace(string(lb)) == j.New {
+		if err := os.Remove(refFile + ".lock"); err != nil {
+			return err
+		}
+	}
+	cur, err := repo.Storer.Reference(s.branchRef())
+	tip := ""
+	switch {
+	case err == nil:
+		tip = cur.Hash().String()
+	case !errors.Is(err, plumbing.ErrReferenceNotFound):
+		return fmt.Errorf("read branch %s of %s: %w", s.opts.Branch, s.local.path, err)
+	}
+	switch tip {
+	case j.New:
+		s.logf("finishing commit %s in %s, which an earlier run was interrupted in: updating %s", j.New[:7], s.local.path, strings.Join(j.Paths, ", "))
+		if err := s.checkoutPaths(repo, wt, cur.Hash(), j.Paths); err != nil {
+			return fmt.Errorf("finish the interrupted commit %s in %s: %w", j.New[:7], s.local.path, err)
+		}
+	case j.Old:
+		s.logf("discarding a commit an earlier run was interrupted in before it moved branch %s of %s", s.opts.Branch, s.local.path)
+	default:
+		s.logf("warning: an earlier run was interrupted in %s, and branch %s has moved since (to %s); leaving the worktree as it is",
+			s.local.path, s.opts.Branch, tip)
+	}
+	for _, p := range j.Paths {
+		removeTempSiblings(wt.Filesystem, p)
+	}
+	return os.Remove(filepath.Join(gitDir, journalFile))
+}
+
+// writeCommit writes the blobs of changes, the trees of the new snapshot
+// and a commit on head (nothing when head.Hash is empty), and returns the
+// commit's hash. No reference moves.
+func (s *session) writeCommit(st storer.EncodedObjectStorer, head CommitInfo, tree *object.Tree, changes []fileChange, msg string) (plumbing.Hash, error) {
+	entries := map[string]object.TreeEntry{}
+	if tree != nil {
+		w := object.NewTreeWalker(tree, true, nil)
+		for {
+			name, e, err := w.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				w.Close()
+				return plumbing.ZeroHash, err
+			}
+			if e.Mode != filemode.Dir {
+				entries[name] = e
+			}
+		}
+		w.Close()
+	}
+	for _, c := range changes {
+		if c.deleted {
+			delete(entries, c.path)
+			continue
+		}
+		obj := st.NewEncodedObject()
+		obj.SetType(plumbing.BlobObject)
+		if err := writeObject(obj, c.data); err != nil {
+			return plumbing.ZeroHash, err
+		}
+		h, err := st.SetEncodedObject(obj)
+		if err != nil {
+			return plumbing.ZeroHash, err
+		}
+		mode := filemode.Regular
+		switch {
+		case c.symlink:
+			mode = filemode.Symlink
+		case c.perm&0o111 != 0:
+			mode = filemode.Executable
+		}
+		entries[c.path] = object.TreeEntry{Name: pathpkg.Base(c.path), Mode: mode, Hash: h}
+	}
+	root := &treeNode{}
+	for p, e := range entries {
+		root.add(strings.Split(p, "/"), e)
+	}
+	treeHash, err := root.write(st)
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	sig := s.signature()
+	commit := &object.Commit{Author: *sig, Committer: *sig, Message: msg, TreeHash: treeHash}
+	if head.Hash != "" {
+		commit.ParentHashes = []plumbing.Hash{plumbing.NewHash(head.Hash)}
+	}
+	if s.signKey != nil {
+		unsigned := &plumbing.MemoryObject{}
+		if err := commit.Encode(unsigned); err != nil {
+			return plumbing.ZeroHash, err
+		}
+		r, err := unsigned.Reader()
+		if err != nil {
+			return plumbing.ZeroHash, err
+		}
+		var sigBuf bytes.Buffer
+		if err := openpgp.ArmoredDetachSign(&sigBuf, s.signKey, r, nil); err != nil {
+			return plumbing.ZeroHash, fmt.Errorf("sign commit: %w", err)
+		}
+		commit.PGPSignature = sigBuf.String()
+	}
+	obj := st.NewEncodedObject()
+	if err := commit.Encode(obj); err != nil {
+		return plumbing.ZeroHash, err
+	}
+	return st.SetEncodedObject(obj)
+}
+
+func writeObject(obj plumbing.EncodedObject, data []byte) error {
+	w, err := obj.Writer()
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(data); err != nil {
+		w.Close()
+		return err
+	}
+	return w.Close()
+}
+
+// treeNode builds nested tree objects from a flat list of entries.
+type treeNode struct {
+	entries []object.TreeEntry
+	dirs    map[string]*treeNode
+}
+
+func (n *treeNode) add(parts []string, e object.TreeEntry) {
+	if len(parts) == 1 {
+		n.entries = append(n.entries, e)
+		return
+	}
+	if n.dirs == nil {
+		n.dirs = map[string]*treeNode{}
+	}
+	sub := n.dirs[parts[0]]
+	if sub == nil {
+		sub = &treeNode{}
+		n.dirs[parts[0]] = sub
+	}
+	sub.add(parts[1:], e)
+}
+
+func (n *treeNode) write(st storer.EncodedObjectStorer) (plumbing.Hash, error) {
+	entries := append([]object.TreeEntry(nil), n.entries...)
+	for name, sub := range n.dirs {
+		h, err := sub.write(st)
+		if err != nil {
+			return plumbing.ZeroHash, err
+		}
+		entries = append(entries, object.TreeEntry{Name: name, Mode: filemode.Dir, Hash: h})
+	}
+	// Git orders tree entries by name, a directory as if it ended in "/".
+	key := func(e object.TreeEntry) string {
+		if e.Mode == filemode.Dir {
+			return e.Name + "/"
+		}
+		return e.Name
+	}
+	sort.Slice(entries, func(i, j int) bool { return key(entries[i]) < key(entries[j]) })
+	obj := st.NewEncodedObject()
+	if err := (&object.Tree{Entries: entries}).Encode(obj); err != nil {
+		return plumbing.ZeroHash, err
+	}
+	return st.SetEncodedObject(obj)
+}
+
+// moveBranch moves the branch from old (empty: it must not exist) to new
+// the way git does: the new value goes into refs/heads/B.lock, which is
+// renamed over the ref once the old value is confirmed.
+func (s *session) moveBranch(repo *git.Repository, gitDir, old string, new plumbing.Hash) error {
+	name := s.branchRef()
+	file := filepath.Join(gitDir, filepath.FromSlash(name.String()))
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return err
+	}
+	lock := file + ".lock"
+	f, err := os.OpenFile(lock, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("%w: %s exists: another git process is updating branch %s in %s (if none is, remove it: rm %s)",
+			ErrConcurrentUpdates, lock, s.opts.Branch, s.local.path, shellQuote(lock))
+	}
+	if err != nil {
+		return err
+	}
+	_, werr := f.WriteString(new.String() + "\n")
+	serr := f.Sync()
+	cerr := f.Close()
+	if err := errors.Join(werr, serr, cerr); err != nil {
+		_ = os.Remove(lock)
+		return err
+	}
+	cur, err := repo.Storer.Reference(name)
+	switch {
+	case errors.Is(err, plumbing.ErrReferenceNotFound) && old == "":
+	case err != nil:
+		_ = os.Remove(lock)
+		return fmt.Errorf("read branch %s of %s: %w", s.opts.Branch, s.local.path, err)
+	case cur.Hash().String() != old:
+		_ = os.Remove(lock)
+		return fmt.Errorf("%w: branch %s of %s moved to %s meanwhile", ErrConcurrentUpdates, s.opts.Branch, s.local.path, cur.Hash())
+	}
+	if err := os.Rename(lock, file); err != nil {
+		_ = os.Remove(lock)
+		return err
+	}
+	return nil
+}
+
+// checkoutPaths brings paths in the worktree and the index to their state
+// in commit: each file is written to a temporary file and renamed, and the
+// index is renamed into place (atomicIndexStorage), so a crash leaves every
+// file and the index either old or new. Running it twice is harmless.
+func (s *session) checkoutPaths(repo *git.Repository, wt *git.Worktree, commit plumbing.Hash, paths []string) error {
+	c, err := repo.CommitObject(commit)
+	if err != nil {
+		return err
+	}
+	tree, err := c.Tree()
+	if err != nil {
+		return err
+	}
+	fs := wt.Filesystem
+	for _, p := range paths {
+		f, err := tree.File(p)
+		if errors.Is(err, object.ErrFileNotFound) {
+			if _, err := fs.Lstat(p); err == nil {
+				if err := fs.Remove(p); err != nil {
+					return err
+				}
+			}
+			if _, err := wt.Remove(p); err != nil && !errors.Is(err, index.ErrEntryNotFound) {
+				return fmt.Errorf("remove %s from the index: %w", p, err)
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		content, err := f.Contents()
+		if err != nil {
+			return err
+		}
+		perm := os.FileMode(0o644)
+		if f.Mode == filemode.Executable {
+			perm = 0o755
+		}
+		if err := writeWorktreeFile(fs, p, []byte(content), perm, f.Mode == filemode.Symlink); err != nil {
+			return fmt.Errorf("update %s: %w", p, err)
+		}
+		if _, err := wt.Add(p); err != nil {
+			return fmt.Errorf("add %s to the index: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// tempPrefix starts the names of temporary files checkoutPaths writes
+// next to the files it replaces.
+const tempPrefix = ".notesctl-tmp-"
+
+func writeWorktreeFile(fs billy.Filesystem, name string, data []byte, perm os.FileMode, symlink bool) error {
+	dir := pathpkg.Dir(name)
+	if dir != "." {
+		if err := fs.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+	}
+	tmp := pathpkg.Join(dir, fmt.Sprintf("%s%d-%s", tempPrefix, os.Getpid(), pathpkg.Base(name)))
+	_ = fs.Remove(tmp)
+	var err error
+	if symlink {
+		err = fs.Symlink(string(data), tmp)
+	} else {
+		var f billy.File
+		if f, err = fs.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, perm); err == nil {
+			_, err = f.Write(data)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+	}
+	if err == nil {
+		err = fs.Rename(tmp, name)
+	}
+	if err != nil {
+		_ = fs.Remove(tmp)
+	}
+	return err
+}
+
+// removeTempSiblings removes temporary files an interrupted checkoutPaths
+// left next to name.
+func removeTempSiblings(fs billy.Filesystem, name string) {
+	dir := pathpkg.Dir(name)
+	infos, err := fs.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, fi := range infos {
+		if n := fi.Name(); strings.HasPrefix(n, tempPrefix) && strings.HasSuffix(n, "-"+pathpkg.Base(name)) {
+			_ = fs.Remove(pathpkg.Join(dir, n))
+		}
+	}
+}
+
+// atomicIndexStorage is the repository storage with SetIndex writing the
+// index to a temporary file and renaming it into place: go-git truncates
+// and rewrites the index in place, which a crash can leave half written.
+type atomicIndexStorage struct{ *filesystem.Storage }
+
+func (s atomicIndexStorage) SetIndex(idx *index.Index) error {
+	var b bytes.Buffer
+	if err := index.NewEncoder(&b).Encode(idx); err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(s.Filesystem().Root(), "index"), b.Bytes())
+}
+
+// The index lock.
+//
+// git writes no owner into its lock files, so a lock left behind by a
+// process that died cannot be told from one that is held. notesctl writes
+// its own line into the index.lock it holds: "notesctl pid=N host=H
+// started=T". The rule for a lock that exists:
+//   - it holds a notesctl line of this host whose pid is not running: the
+//     notesctl that took it died (kill -9, crash, reboot); it is stale and
+//     removed, and the commit goes on (recoverDirect then finishes or
+//     discards what that run left);
+//   - anything else (a running notesctl, git's own lock, a lock from another
+//     host sharing the directory): it is waited for, MaxAttempts times with
+//     backoff; then the error names the holder, the lock's age and the exact
+//     command to remove it if no such process is running.
+// Removing a stale lock takes a second lock (index.lock.notesctl-break,
+// created exclusively) and re-reads the lock under it, so two runs that
+// find the same stale lock cannot remove a lock one of them has just taken.
+
+// lockOwnerLine is the line notesctl writes into the locks it holds.
+func lockOwnerLine() []byte {
+	host, _ := os.Hostname()
+	return []byte(fmt.Sprintf("notesctl pid=%d host=%s started=%s\n", os.Getpid(), host, time.Now().UTC().Format(time.RFC3339)))
+}
+
+type lockOwner struct {
+	pid     int
+	host    string
+	started time.Time
+}
+
+func parseLockOwner(b []byte) (lockOwner, bool) {
+	var o lockOwner
+	var started string
+	line := strings.TrimSpace(string(b))
+	if n, err := fmt.Sscanf(line, "notesctl pid=%d host=%s started=%s", &o.pid, &o.host, &started); err != nil || n != 3 || o.pid <= 0 {
+		return o, false
+	}
+	o.started, _ = time.Parse(time.RFC3339, started)
+	return o, true
+}
+
+// processRunning reports whether a process with pid exists on this host.
+// Where that cannot be told (Signal(0) unsupported), it says yes.
+func processRunning(pid int) bool {
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return false
+	}
+	err = p.Signal(syscall.Signal(0))
+	return !errors.Is(err, os.ErrProcessDone) && !errors.Is(err, syscall.ESRCH)
+}
+
+// lockIndex takes git's index.lock in gitDir, waiting with backoff while
+// another process holds it and removing it when its notesctl owner died.
+// The returned function releases it.
+func (s *session) lockIndex(ctx context.Context, gitDir string) (func(), error) {
+	lock := filepath.Join(gitDir, "index.lock")
+	owner := lockOwnerLine()
+	host, _ := os.Hostname()
 	for attempt := 1; ; attempt++ {
 		f, err := os.OpenFile(lock, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 		if err == nil {
-			f.Close()
-			return func() { _ = os.Remove(lock) }, nil
+			_, werr := f.Write(owner)
+			if err := errors.Join(werr, f.Close()); err != nil {
+				_ = os.Remove(lock)
+				return nil, fmt.Errorf("lock %s: %w", s.local.path, err)
+			}
+			return func() {
+				// Remove only our own lock.
+				if b, err := os.ReadFile(lock); err == nil && bytes.Equal(b, owner) {
+					_ = os.Remove(lock)
+				}
+			}, nil
 		}
 		if !errors.Is(err, os.ErrExist) {
 			return nil, fmt.Errorf("lock %s: %w", s.local.path, err)
 		}
+		held, rerr := os.ReadFile(lock)
+		if errors.Is(rerr, os.ErrNotExist) {
+			continue // released meanwhile
+		}
+		o, ours := parseLockOwner(held)
+		if ours && o.host == host && !processRunning(o.pid) && s.breakStaleLock(lock, held, o) {
+			continue
+		}
 		if attempt >= s.opts.MaxAttempts {
-			return nil, fmt.Errorf("%w: another git process seems to be running in %s (%s exists; remove it if no git process is running)",
-				ErrConcurrentUpdates, s.local.path, lock)
+			return nil, s.lockError(lock, held, o, ours, host)
 		}
 		t := time.NewTimer(s.backoff(attempt))
 		select {
@@ -829,6 +1420,57 @@ func (s *session) lockIndex(ctx context.Context, repo *git.Repository) (func(), 
 		case <-t.C:
 		}
 	}
+}
+
+// breakStaleLock removes the lock if it still holds exactly stale; see the
+// comment above lockOwnerLine.
+func (s *session) breakStaleLock(lock string, stale []byte, o lockOwner) bool {
+	breaker := lock + ".notesctl-break"
+	f, err := os.OpenFile(breaker, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		// Another run is removing it. A breaker is held for microseconds:
+		// one older than a few seconds was left by a run that died.
+		if fi, serr := os.Stat(breaker); serr == nil && time.Since(fi.ModTime()) > 10*time.Second {
+			_ = os.Remove(breaker)
+		}
+		return false
+	}
+	f.Close()
+	defer os.Remove(breaker)
+	cur, err := os.ReadFile(lock)
+	if err != nil || !bytes.Equal(cur, stale) {
+		return false
+	}
+	if err := os.Remove(lock); err != nil {
+		return false
+	}
+	s.logf("removed the stale lock %s: notesctl pid %d, which took it at %s, is no longer running",
+		lock, o.pid, o.started.Local().Format(time.DateTime))
+	return true
+}
+
+func (s *session) lockError(lock string, held []byte, o lockOwner, ours bool, host string) error {
+	age := ""
+	if fi, err := os.Stat(lock); err == nil {
+		age = fmt.Sprintf(", %s old", time.Since(fi.ModTime()).Round(time.Second))
+	}
+	rm := "rm " + shellQuote(lock)
+	switch {
+	case ours && o.host == host:
+		return fmt.Errorf("%w: %s is held by notesctl pid %d (since %s%s), which is still running; wait for it to finish (if that pid is not notesctl, remove the lock: %s)",
+			ErrConcurrentUpdates, lock, o.pid, o.started.Local().Format(time.DateTime), age, rm)
+	case ours:
+		return fmt.Errorf("%w: %s is held by notesctl pid %d on host %s (since %s%s); if that run is over, remove the lock: %s",
+			ErrConcurrentUpdates, lock, o.pid, o.host, o.started.Local().Format(time.DateTime), age, rm)
+	}
+	_ = held
+	return fmt.Errorf("%w: another git process seems to be running in %s (%s exists%s); if none is, remove the lock: %s",
+		ErrConcurrentUpdates, s.local.path, lock, age, rm)
+}
+
+// shellQuote quotes a path for a POSIX shell.
+func shellQuote(p string) string {
+	return "'" + strings.ReplaceAll(p, "'", `'\''`) + "'"
 }
 
 // snapshotBranch copies the files of the branch tip into memory. A missing
@@ -895,35 +1537,6 @@ type fileChange struct {
 	perm    os.FileMode
 	symlink bool
 	deleted bool
-}
-
-func (c fileChange) apply(wt *git.Worktree) error {
-	if c.deleted {
-		_, err := wt.Remove(c.path)
-		return err
-	}
-	fs := wt.Filesystem
-	if _, err := fs.Lstat(c.path); err == nil {
-		if err := fs.Remove(c.path); err != nil {
-			return err
-		}
-	}
-	var err error
-	if c.symlink {
-		if dir := filepath.Dir(c.path); dir != "." {
-			err = fs.MkdirAll(dir, 0o755)
-		}
-		if err == nil {
-			err = fs.Symlink(string(c.data), c.path)
-		}
-	} else {
-		err = writeBillyFile(fs, c.path, c.data, c.perm)
-	}
-	if err != nil {
-		return err
-	}
-	_, err = wt.Add(c.path)
-	return err
 }
 
 // diffTree lists the files of fs that differ from tree (nil: empty), sorted.

@@ -68,14 +68,56 @@ func scaffoldLocal(loc string, so manifests.ScaffoldOptions, image string, dryRu
 		}
 		so.GitURL = "file://" + filepath.ToSlash(abs)
 	}
-	if err := initScaffold(dir, so); err != nil {
-		cleanup()
-		return false, loc, func() {}, err
-	}
 	if dryRun {
+		if err := initScaffold(dir, so); err != nil {
+			cleanup()
+			return false, loc, func() {}, err
+		}
 		return true, dir, cleanup, nil
 	}
-	return true, loc, cleanup, nil
+	made, err = initScaffoldAtomic(dir, so)
+	if err != nil {
+		return false, loc, cleanup, err
+	}
+	return made, loc, cleanup, nil
+}
+
+// initScaffoldAtomic scaffolds into a temporary folder next to dir and
+// renames it into place, so that a run killed while scaffolding leaves no
+// half-made repository behind (one without the scaffold commit, which the
+// next run would take for the GitOps repository and fail on). A killed run
+// leaves only the hidden temporary folder. made is false when another run
+// created dir meanwhile.
+func initScaffoldAtomic(dir string, so manifests.ScaffoldOptions) (made bool, err error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return false, err
+	}
+	if err := os.MkdirAll(filepath.Dir(abs), 0o755); err != nil {
+		return false, fmt.Errorf("GitOps repository %s: %w", abs, err)
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(abs), "."+filepath.Base(abs)+".scaffold-")
+	if err != nil {
+		return false, fmt.Errorf("GitOps repository %s: %w", abs, err)
+	}
+	defer os.RemoveAll(tmp) // a no-op once renamed
+	if err := initScaffold(tmp, so); err != nil {
+		return false, err
+	}
+	// An empty folder may stand where the repository goes.
+	if err := os.Remove(abs); err != nil && !os.IsNotExist(err) {
+		if entries, rerr := os.ReadDir(abs); rerr == nil && len(entries) > 0 {
+			return false, nil
+		}
+		return false, fmt.Errorf("GitOps repository %s: %w", abs, err)
+	}
+	if err := os.Rename(tmp, abs); err != nil {
+		if entries, rerr := os.ReadDir(abs); rerr == nil && len(entries) > 0 {
+			return false, nil
+		}
+		return false, fmt.Errorf("GitOps repository %s: %w", abs, err)
+	}
+	return true, nil
 }
 
 func initScaffold(dir string, so manifests.ScaffoldOptions) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,15 +13,16 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/match"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
@@ -60,6 +62,41 @@ type PublishOptions struct {
 	Retry RetryPolicy
 	// UserAgent is prepended to go-containerregistry's User-Agent.
 	UserAgent string
+	// ResponseTimeout bounds the wait for a registry to start answering a
+	// request once it has been sent (body included), so that a registry
+	// that stalls gives a clear error instead of a hang; a timed-out
+	// request is retried like any transient failure. 0 means
+	// NOTESCTL_REGISTRY_TIMEOUT, else DefaultResponseTimeout; negative
+	// means no bound. It applies when Transport is nil or an
+	// *http.Transport without a ResponseHeaderTimeout of its own.
+	ResponseTimeout time.Duration
+}
+
+// DefaultResponseTimeout is the ResponseTimeout used when neither the
+// option nor EnvRegistryTimeout sets one.
+const DefaultResponseTimeout = 60 * time.Second
+
+// EnvRegistryTimeout overrides DefaultResponseTimeout: a Go duration
+// ("90s") or whole seconds.
+const EnvRegistryTimeout = "NOTESCTL_REGISTRY_TIMEOUT"
+
+// responseTimeout resolves PublishOptions.ResponseTimeout.
+func (o PublishOptions) responseTimeout() (time.Duration, error) {
+	if o.ResponseTimeout != 0 {
+		return max(o.ResponseTimeout, 0), nil
+	}
+	v := strings.TrimSpace(os.Getenv(EnvRegistryTimeout))
+	if v == "" {
+		return DefaultResponseTimeout, nil
+	}
+	if secs, err := strconv.Atoi(v); err == nil && secs >= 0 {
+		return time.Duration(secs) * time.Second, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%s=%q: want a duration such as 90s, or seconds", EnvRegistryTimeout, v)
+	}
+	return d, nil
 }
 
 // Published describes the outcome of Publish.
@@ -172,7 +209,8 @@ type session struct {
 	ctx     context.Context
 	opts    PublishOptions
 	ropts   []remote.Option
-	rt      http.RoundTripper // retrying transport, for our own requests
+	rt      *retryTransport // retrying transport, for our own requests
+	timeout time.Duration   // resolved ResponseTimeout, 0: none
 	stats   *pushStats
 	red     *redactor
 	cleanup func()
@@ -184,11 +222,15 @@ func newSession(ctx context.Context, res authn.Resource, opts PublishOptions, co
 		kc = Keychain(KeychainOptions{})
 	}
 	red := newRedactor(secretsFor(kc, res)...)
-	base, cleanup, err := baseTransport(opts)
+	timeout, err := opts.responseTimeout()
+	if err != nil {
+		return nil, err
+	}
+	base, cleanup, err := baseTransport(opts, timeout)
 	if err != nil {
 		return nil, red.error(err)
 	}
-	s := &session{ctx: ctx, opts: opts, red: red, cleanup: cleanup}
+	s := &session{ctx: ctx, opts: opts, red: red, cleanup: cleanup, timeout: timeout}
 	inner := base
 	if count {
 		s.stats = newPushStats()
@@ -200,7 +242,7 @@ func newSession(ctx context.Context, res authn.Resource, opts PublishOptions, co
 		remote.WithContext(ctx),
 		remote.WithAuthFromKeychain(kc),
 		remote.WithTransport(s.rt),
-		remote.WithRetryPredicate(retryPredicate),
+		remote.WithRetryPredicate(s.rt.predicate),
 		remote.WithRetryBackoff(policy.ggcrBackoff()),
 		// Status-code retries are ours (retryTransport); see retry.go.
 		remote.WithRetryStatusCodes(),
@@ -235,6 +277,15 @@ func (s *session) wrap(err error) error {
 	case attemptsOf(err) > 1:
 		err = fmt.Errorf("%w (HTTP %d; gave up after %d attempts)", err, terr.StatusCode, attemptsOf(err))
 	}
+	var stall *stallError
+	if s.timeout > 0 && errors.As(err, &stall) {
+		err = fmt.Errorf("%w: the registry did not answer within %s (%s sets how long to wait)", err, s.timeout, EnvRegistryTimeout)
+	}
+	// Upload locations carry the registry's signed upload state; ggcr
+	// hides it in its own errors, net/http's url.Error does not.
+	if msg := uploadState.ReplaceAllString(err.Error(), "${1}REDACTED"); msg != err.Error() {
+		err = &redactedError{msg: msg, err: err}
+	}
 	return s.red.error(err)
 }
 
@@ -258,7 +309,7 @@ func (s *session) publish(repo name.Repository, dest string, art Artifact, tags 
 	case err == nil && desc.Digest == digest:
 		pub.AlreadyPresent = true
 	case err == nil || isManifestUnknown(err):
-		if err := s.write(first, art); err != nil {
+		if err := s.writeRetrying(first, art); err != nil {
 			return nil, err
 		}
 	default:
@@ -278,6 +329,43 @@ func (s *session) publish(repo name.Repository, dest string, art Artifact, tags 
 	}
 	pub.BytesUploaded, pub.BlobsUploaded, pub.BlobsSkipped = s.stats.result()
 	return pub, nil
+}
+
+// writeRetrying is write, again (blobs first, those present skipped) when
+// the registry refuses the manifest for a blob it does not see
+// (MANIFEST_BLOB_UNKNOWN), at most Retry.Attempts times: pushes of the
+// same blobs racing into one repository can make a registry answer for a
+// blob another push is still linking (CNCF Distribution's filesystem
+// storage writes repository links in place), and the next look finds it.
+func (s *session) writeRetrying(ref name.Tag, art Artifact) error {
+	policy := s.opts.Retry.withDefaults()
+	for attempt := 1; ; attempt++ {
+		err := s.write(ref, art)
+		if err == nil || !manifestBlobUnknown(err) || attempt >= policy.Attempts || s.ctx.Err() != nil {
+			return err
+		}
+		wait := policy.backoff(attempt)
+		s.rt.logf("the registry refused the manifest of %s for a blob it does not see (%v); pushing again in %s (attempt %d of %d)",
+			ref, err, wait.Round(time.Millisecond), attempt+1, policy.Attempts)
+		if err := s.rt.sleep(s.ctx, wait); err != nil {
+			return err
+		}
+	}
+}
+
+// manifestBlobUnknown reports whether a registry refused a manifest
+// because it does not have one of the blobs the manifest names.
+func manifestBlobUnknown(err error) bool {
+	var terr *transport.Error
+	if !errors.As(err, &terr) {
+		return false
+	}
+	for _, d := range terr.Errors {
+		if d.Code == transport.ManifestBlobUnknownErrorCode {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *session) write(ref name.Tag, art Artifact) error {
@@ -323,16 +411,19 @@ func isManifestUnknown(err error) bool {
 	return false
 }
 
-// baseTransport builds the bottom transport with the TLS settings applied.
-// The returned cleanup closes idle connections of transports we created.
-func baseTransport(opts PublishOptions) (http.RoundTripper, func(), error) {
+var uploadState = regexp.MustCompile(`([?&]_state=)[^&"\s]+`)
+
+// baseTransport builds the bottom transport with the TLS settings and the
+// response timeout applied. The returned cleanup closes idle connections
+// of transports we created.
+func baseTransport(opts PublishOptions, timeout time.Duration) (http.RoundTripper, func(), error) {
 	needTLS := opts.Insecure || opts.CAFile != "" || opts.RootCAs != nil
 	var ht *http.Transport
 	switch t := opts.Transport.(type) {
 	case nil:
 		ht = remote.DefaultTransport.(*http.Transport).Clone()
 	case *http.Transport:
-		if !needTLS {
+		if !needTLS && (timeout <= 0 || t.ResponseHeaderTimeout > 0) {
 			return t, func() {}, nil
 		}
 		ht = t.Clone()
@@ -372,6 +463,9 @@ func baseTransport(opts PublishOptions) (http.RoundTripper, func(), error) {
 		cfg.InsecureSkipVerify = true //nolint:gosec // only on explicit request (--insecure)
 	}
 	ht.TLSClientConfig = cfg
+	if timeout > 0 && ht.ResponseHeaderTimeout == 0 {
+		ht.ResponseHeaderTimeout = timeout
+	}
 	return ht, ht.CloseIdleConnections, nil
 }
 
@@ -536,12 +630,21 @@ func publishLayout(path string, art Artifact, tags []string) (*Published, error)
 		AlreadyPresent: upToDate(tags[0]),
 	}
 	for _, h := range sortedHashes(blobs) {
-		if fi, err := os.Stat(layoutBlobPath(path, h)); err == nil && fi.Size() == blobs[h] {
+		fi, err := os.Stat(layoutBlobPath(path, h))
+		if err == nil && fi.Size() == blobs[h] {
 			pub.BlobsSkipped++
-		} else {
-			pub.BlobsUploaded++
-			pub.BytesUploaded += blobs[h]
+			continue
 		}
+		if err == nil {
+			// A blob of the wrong size is what a write cut short (a killed
+			// run) leaves; ggcr would keep it, as it skips manifest and
+			// config blobs that exist whatever their size.
+			if err := os.Remove(layoutBlobPath(path, h)); err != nil {
+				return nil, fmt.Errorf("oci layout %s: remove truncated blob %s: %w", path, h, err)
+			}
+		}
+		pub.BlobsUploaded++
+		pub.BytesUploaded += blobs[h]
 	}
 	if pub.BlobsUploaded > 0 {
 		// Write blobs first: this also repairs a layout whose index.json
@@ -556,26 +659,68 @@ func publishLayout(path string, art Artifact, tags []string) (*Published, error)
 		}
 		pub.AlreadyPresent = false
 	}
+	// index.json is rewritten once, through a temporary file renamed into
+	// place: ggcr's layout rewrites it in place, which a killed run can
+	// leave truncated, and a layout without a readable index.json is lost.
+	var desc *v1.Descriptor
+	if art.Index != nil {
+		desc, err = partial.Descriptor(art.Index)
+	} else {
+		desc, err = partial.Descriptor(art.Image)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("oci layout %s: %w", path, err)
+	}
+	changed := false
 	for _, tag := range tags {
 		if upToDate(tag) {
 			continue
 		}
-		if len(entries[tag]) > 0 {
-			if err := p.RemoveDescriptors(match.Annotation(AnnotationRefName, tag)); err != nil {
-				return nil, fmt.Errorf("oci layout %s: remove old entry for tag %s: %w", path, tag, err)
+		keep := im.Manifests[:0]
+		for _, d := range im.Manifests {
+			if d.Annotations[AnnotationRefName] != tag {
+				keep = append(keep, d)
 			}
 		}
-		opt := layout.WithAnnotations(map[string]string{AnnotationRefName: tag})
-		if art.Index != nil {
-			err = p.AppendIndex(art.Index, opt)
-		} else {
-			err = p.AppendImage(art.Image, opt)
+		entry := *desc
+		entry.Annotations = map[string]string{}
+		for k, v := range desc.Annotations {
+			entry.Annotations[k] = v
 		}
-		if err != nil {
-			return nil, fmt.Errorf("oci layout %s: write tag %s: %w", path, tag, err)
+		entry.Annotations[AnnotationRefName] = tag
+		im.Manifests = append(keep, entry)
+		changed = true
+	}
+	if changed {
+		if err := writeLayoutIndex(path, im); err != nil {
+			return nil, fmt.Errorf("oci layout %s: write index.json: %w", path, err)
 		}
 	}
 	return pub, nil
+}
+
+// writeLayoutIndex replaces the layout's index.json atomically.
+func writeLayoutIndex(path string, im *v1.IndexManifest) error {
+	raw, err := json.MarshalIndent(im, "", "   ")
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(path, ".index.json.tmp-")
+	if err != nil {
+		return err
+	}
+	_, werr := f.Write(raw)
+	serr := f.Sync()
+	cerr := f.Close()
+	if err := errors.Join(werr, serr, cerr); err != nil {
+		_ = os.Remove(f.Name())
+		return err
+	}
+	if err := os.Rename(f.Name(), filepath.Join(path, "index.json")); err != nil {
+		_ = os.Remove(f.Name())
+		return err
+	}
+	return nil
 }
 
 // openOrCreateLayout opens the layout at path, creating an empty one when

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -42,6 +44,21 @@ import (
 //     status codes, so its transport retry never acts on responses.
 //     Net effect: at most Attempts tries per request, and at most Attempts
 //     tries of a blob upload, each with capped exponential backoff.
+//   - A blob commit (PUT without a body) is replayed here; if its first try
+//     went through but the answer was lost (a timeout), the replay finds the
+//     session gone (BLOB_UPLOAD_UNKNOWN). ggcr then restarts the upload,
+//     whose existence check finds the committed blob.
+//   - Retry-After (on 429 and 503) is honoured for every request of the
+//     session, not only for the one we retry: the transport remembers the
+//     time the registry asked for and holds back every request until then.
+//     That also covers ggcr's whole-upload retry, whose own backoff knows
+//     nothing of Retry-After.
+//   - A 401 for credentials the registry already accepted in this session
+//     (a token or credential cache on the registry side that expired or
+//     hiccuped mid-push) is answered by sending the credentials again, at
+//     most maxReauth times per session; ggcr's bearer transport handles 401s
+//     with a Bearer challenge itself by fetching a new token. A 401 for
+//     credentials never accepted is wrong credentials and fails at once.
 
 // RetryPolicy bounds retries of registry requests.
 type RetryPolicy struct {
@@ -121,6 +138,10 @@ func retryStatus(code int) bool {
 // retryableErr reports whether a transport error is a transient network
 // failure. Certificate problems and cancellation are never retried.
 func retryableErr(err error) bool {
+	var stall *stallError
+	if errors.As(err, &stall) {
+		return true
+	}
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
 	}
@@ -155,6 +176,26 @@ func retryPredicate(err error) bool {
 		return retryStatus(terr.StatusCode) || terr.Temporary()
 	}
 	return retryableErr(err)
+}
+
+// stallError is a request that timed out (the transport's
+// ResponseHeaderTimeout, a dial timeout) while the caller's context was
+// still live: the registry stalled, which is worth a retry. net/http's
+// timeout errors match context.DeadlineExceeded, which retryableErr must
+// refuse for the caller's own deadline, so the transport marks them.
+type stallError struct{ err error }
+
+func (e *stallError) Error() string   { return e.err.Error() }
+func (e *stallError) Timeout() bool   { return true }
+func (e *stallError) Temporary() bool { return true }
+
+// markStall turns a timeout into a stallError when ctx is still live.
+func markStall(ctx context.Context, err error) error {
+	var ne net.Error
+	if err != nil && ctx.Err() == nil && errors.As(err, &ne) && ne.Timeout() {
+		return &stallError{err: err}
+	}
+	return err
 }
 
 type ownedKey struct{}
@@ -206,13 +247,133 @@ type retryTransport struct {
 	logf   func(string, ...any)
 	// sleep is replaceable in tests; it returns early with ctx's error.
 	sleep func(ctx context.Context, d time.Duration) error
+
+	mu sync.Mutex
+	// notBefore is when the registry said (Retry-After) it takes requests again.
+	notBefore time.Time
+	// accepted holds digests of Authorization header values the registry
+	// answered with a success in this session; reauths counts the 401s
+	// retried because of it.
+	accepted map[[sha256.Size]byte]bool
+	reauths  int
 }
+
+// maxReauth bounds the 401s one session retries with credentials the
+// registry had accepted before.
+const maxReauth = 3
 
 func newRetryTransport(inner http.RoundTripper, policy RetryPolicy, logf func(string, ...any)) *retryTransport {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	return &retryTransport{inner: inner, policy: policy.withDefaults(), logf: logf, sleep: sleepCtx}
+	return &retryTransport{inner: inner, policy: policy.withDefaults(), logf: logf, sleep: sleepCtx,
+		accepted: map[[sha256.Size]byte]bool{}}
+}
+
+// predicate is handed to ggcr (WithRetryPredicate): retryPredicate, plus a
+// 401 on a request that was not ours to retry (a write into an upload
+// session) when its credentials had been accepted before: ggcr then
+// restarts the whole blob upload.
+func (t *retryTransport) predicate(err error) bool {
+	if retryPredicate(err) {
+		return true
+	}
+	if uploadSessionGone(err) {
+		// The registry no longer knows the upload session: it expired, or
+		// a commit we retried had gone through the first time (its answer
+		// timed out or was lost). A new upload starts with an existence
+		// check, which finds a committed blob.
+		t.logf("%v: starting the blob upload again", err)
+		return true
+	}
+	var terr *transport.Error
+	if err == nil || ownedByUs(err) || !errors.As(err, &terr) || terr.StatusCode != http.StatusUnauthorized || terr.Request == nil {
+		return false
+	}
+	if t.reauth(terr.Request, nil) {
+		t.logf("%s %s: 401 Unauthorized for credentials the registry accepted earlier; sending them again in a new upload",
+			terr.Request.Method, safeURL(terr.Request))
+		return true
+	}
+	return false
+}
+
+// uploadSessionGone reports whether err is a registry saying that a blob
+// upload session does not exist (BLOB_UPLOAD_UNKNOWN).
+func uploadSessionGone(err error) bool {
+	var terr *transport.Error
+	if !errors.As(err, &terr) {
+		return false
+	}
+	for _, d := range terr.Errors {
+		if d.Code == transport.BlobUploadUnknownErrorCode {
+			return true
+		}
+	}
+	return false
+}
+
+// observe learns from a response: credentials that worked, and a
+// Retry-After that applies to every request of the session. It returns the
+// time the gate was set to when this response set it.
+func (t *retryTransport) observe(req *http.Request, resp *http.Response) time.Time {
+	if resp == nil {
+		return time.Time{}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if auth := req.Header.Get("Authorization"); auth != "" && resp.StatusCode >= 200 && resp.StatusCode < 400 {
+		t.accepted[sha256.Sum256([]byte(auth))] = true
+	}
+	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+		if ra, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+			if at := time.Now().Add(min(ra, t.policy.Max)); at.After(t.notBefore) {
+				t.notBefore = at
+				return at
+			}
+		}
+	}
+	return time.Time{}
+}
+
+// reauth reports whether a 401 to req is worth one more try with the same
+// credentials, and uses up one of the session's tries if so.
+func (t *retryTransport) reauth(req *http.Request, resp *http.Response) bool {
+	auth := req.Header.Get("Authorization")
+	if auth == "" {
+		return false
+	}
+	if resp != nil {
+		for _, c := range resp.Header.Values("WWW-Authenticate") {
+			if strings.HasPrefix(strings.ToLower(strings.TrimSpace(c)), "bearer") {
+				// ggcr's bearer transport above us fetches a new token.
+				return false
+			}
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.accepted[sha256.Sum256([]byte(auth))] || t.reauths >= maxReauth {
+		return false
+	}
+	t.reauths++
+	return true
+}
+
+// gate waits until the time a Retry-After named, if any. waited is a gate
+// time the caller has already slept until (its own Retry-After); the gate
+// is skipped if nobody moved it since.
+func (t *retryTransport) gate(ctx context.Context, waited time.Time) error {
+	t.mu.Lock()
+	wait := time.Until(t.notBefore)
+	if !waited.IsZero() && t.notBefore.Equal(waited) {
+		wait = 0
+	}
+	t.mu.Unlock()
+	if wait <= 0 {
+		return nil
+	}
+	return t.sleep(ctx, wait)
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
@@ -242,11 +403,20 @@ func replayable(req *http.Request) bool {
 }
 
 func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if !replayable(req) {
-		return t.inner.RoundTrip(req)
-	}
 	ctx := req.Context()
+	if !replayable(req) {
+		if err := t.gate(ctx, time.Time{}); err != nil {
+			if req.Body != nil {
+				_ = req.Body.Close()
+			}
+			return nil, err
+		}
+		resp, err := t.inner.RoundTrip(req)
+		t.observe(req, resp)
+		return resp, markStall(ctx, err)
+	}
 	start := time.Now()
+	var gated time.Time // the Retry-After this loop last slept for
 	for attempt := 1; ; attempt++ {
 		try := req
 		if attempt > 1 && req.GetBody != nil {
@@ -257,7 +427,12 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			try = req.Clone(ctx)
 			try.Body = body
 		}
+		if err := t.gate(ctx, gated); err != nil {
+			return nil, err
+		}
 		resp, err := t.inner.RoundTrip(try)
+		gated = t.observe(try, resp)
+		err = markStall(ctx, err)
 
 		var wait time.Duration
 		var reason string
@@ -273,6 +448,9 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			if ra, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
 				wait = min(ra, t.policy.Max)
 			}
+		case resp.StatusCode == http.StatusUnauthorized && attempt < t.policy.Attempts && t.reauth(try, resp):
+			reason = resp.Status + " for credentials the registry accepted earlier; sending them again"
+			wait = t.policy.backoff(attempt)
 		default:
 			return markOwned(resp, attempt), nil
 		}

@@ -199,8 +199,20 @@ func detectBranch(repo *git.Repository, rev, override string) string {
 			return rev
 		}
 	}
-	if head, err := repo.Head(); err == nil && head.Name().IsBranch() && rev == "HEAD" {
-		return head.Name().Short()
+	if head, err := repo.Head(); err == nil && head.Name().IsBranch() {
+		if rev == "HEAD" {
+			return head.Name().Short()
+		}
+		// An older commit of the checked-out branch belongs to it.
+		if h, err := repo.ResolveRevision(plumbing.Revision(rev)); err == nil {
+			if c, err := repo.CommitObject(*h); err == nil {
+				if tip, err := repo.CommitObject(head.Hash()); err == nil {
+					if ok, err := c.IsAncestor(tip); err == nil && ok {
+						return head.Name().Short()
+					}
+				}
+			}
+		}
 	}
 	for _, env := range []string{"GITHUB_HEAD_REF", "GITHUB_REF_NAME", "CI_COMMIT_BRANCH"} {
 		if v := os.Getenv(env); v != "" {

@@ -34,6 +34,7 @@ type buildFlags struct {
 	passwordStdin          bool
 	insecure               bool
 	caFile                 string
+	registryTimeout        time.Duration
 }
 
 func (b *buildFlags) register(cmd *cobra.Command) {
@@ -56,6 +57,7 @@ func (b *buildFlags) register(cmd *cobra.Command) {
 	f.BoolVar(&b.passwordStdin, "password-stdin", false, "read the registry password or token from standard input")
 	f.BoolVar(&b.insecure, "insecure", false, "allow plain HTTP and unverified TLS to registries (never the default)")
 	f.StringVar(&b.caFile, "ca-file", "", "PEM file of extra CA certificates to trust for registries")
+	f.DurationVar(&b.registryTimeout, "registry-timeout", 0, "how long a registry may take to start answering a request before it is retried (default 60s)")
 }
 
 // options turns the flags into pipeline options. It reads secrets from
@@ -105,10 +107,11 @@ func (b *buildFlags) options(a *app, stdin io.Reader) (pipeline.BuildOptions, er
 		return o, err
 	}
 	o.Registry = registry.PublishOptions{
-		Keychain:  registry.Keychain(kc),
-		Insecure:  b.insecure,
-		CAFile:    b.caFile,
-		UserAgent: "notesctl/" + notesctlVersion(),
+		Keychain:        registry.Keychain(kc),
+		Insecure:        b.insecure,
+		CAFile:          b.caFile,
+		UserAgent:       "notesctl/" + notesctlVersion(),
+		ResponseTimeout: b.registryTimeout,
 		Logger: func(format string, args ...any) {
 			fmt.Fprintf(a.stderr, "notesctl: %s\n", a.redact(fmt.Sprintf(format, args...)))
 		},
