@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -30,10 +29,7 @@ stderr. The same commit and Hugo version always give the same digest.`,
   echo "$TOKEN" | notesctl build --image registry.example.org/notes --username ci --password-stdin`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := a.bind(cmd, siteDirFor(cmd, a, bf.site), nil); err != nil {
-				return err
-			}
-			if err := a.checkOutput(); err != nil {
+			if err := a.prepare(cmd, siteDirFor(cmd, a, bf.site), nil); err != nil {
 				return err
 			}
 			opts, err := bf.options(a, a.stdin)
@@ -47,9 +43,7 @@ stderr. The same commit and Hugo version always give the same digest.`,
 				return err
 			}
 			if a.output == "json" {
-				enc := json.NewEncoder(a.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(res)
+				return a.printJSON(res)
 			}
 			fmt.Fprintln(a.stdout, res.Image)
 			return nil

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -60,10 +59,7 @@ repository (` + localGitOps + `), scaffolded with "manifests init" on first use.
 					return err
 				}
 			}
-			if err := a.bind(cmd, siteDirFor(cmd, a, bf.site), inputs); err != nil {
-				return err
-			}
-			if err := a.checkOutput(); err != nil {
+			if err := a.prepare(cmd, siteDirFor(cmd, a, bf.site), inputs); err != nil {
 				return err
 			}
 			if a.getenv("GITHUB_ACTIONS") == "true" && !local {
@@ -140,9 +136,7 @@ repository (` + localGitOps + `), scaffolded with "manifests init" on first use.
 
 func (a *app) printRelease(res *pipeline.ReleaseResult) error {
 	if a.output == "json" {
-		enc := json.NewEncoder(a.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(res)
+		return a.printJSON(res)
 	}
 	b := res.Build
 	switch {

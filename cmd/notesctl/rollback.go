@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"path/filepath"
 
@@ -31,10 +30,7 @@ forward to the newest tag again: suspend it first
   notesctl rollback --gitops git@github.com:acme/gitops.git --to main-b9060af-1746598316-hugo0.145.0 --wait`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := a.bind(cmd, siteDirFor(cmd, a, bf.site), nil); err != nil {
-				return err
-			}
-			if err := a.checkOutput(); err != nil {
+			if err := a.prepare(cmd, siteDirFor(cmd, a, bf.site), nil); err != nil {
 				return err
 			}
 			if local {
@@ -67,9 +63,7 @@ forward to the newest tag again: suspend it first
 				return err
 			}
 			if a.output == "json" {
-				enc := json.NewEncoder(a.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(res)
+				return a.printJSON(res)
 			}
 			fmt.Fprintf(a.stdout, "from:   %s\nto:     %s (found in %s)\n", res.From, res.To, res.Found)
 			if res.GitOps.Changed {
@@ -85,10 +79,7 @@ forward to the newest tag again: suspend it first
 	f := cmd.Flags()
 	f.StringVar(&to, "to", "", "the release to roll back to: a tag, a digest (sha256:…) or a site commit (7+ hex digits)")
 	f.StringVar(&repository, "repository", "", "where to look for tags when the GitOps history lacks the release (default: the image repository in the manifests)")
-	f.StringVar(&bf.site, "site", ".", "site directory (for --local and the config file)")
-	f.StringVar(&bf.username, "username", "", "registry user name (password in NOTESCTL_REGISTRY_PASSWORD)")
-	f.BoolVar(&bf.insecure, "insecure", false, "allow plain HTTP and unverified TLS to registries")
-	f.StringVar(&bf.caFile, "ca-file", "", "PEM file of extra CA certificates to trust for registries")
+	bf.registerReadOnly(cmd)
 	f.BoolVar(&local, "local", false, "roll back the offline state of release --local")
 	f.BoolVar(&wait, "wait", false, "ask Flux to reconcile now and wait for the rollout")
 	return cmd

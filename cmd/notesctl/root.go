@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -103,6 +104,22 @@ func (a *app) addSecret(s string) {
 	if s = strings.TrimSpace(s); s != "" {
 		a.secrets = append(a.secrets, s)
 	}
+}
+
+// prepare binds a command's flags (see bind) and checks --output: the
+// first thing every command does.
+func (a *app) prepare(cmd *cobra.Command, siteDir string, inputs map[string]string) error {
+	if err := a.bind(cmd, siteDir, inputs); err != nil {
+		return err
+	}
+	return a.checkOutput()
+}
+
+// printJSON writes a command's result for --output json.
+func (a *app) printJSON(v any) error {
+	enc := json.NewEncoder(a.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 func (a *app) checkOutput() error {

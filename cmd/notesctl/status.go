@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"text/tabwriter"
@@ -27,10 +26,7 @@ image's labels (site commit, Hugo version) and, with --cluster or
   notesctl status --gitops https://github.com/acme/gitops.git --kubeconfig ~/.kube/config -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := a.bind(cmd, siteDirFor(cmd, a, bf.site), nil); err != nil {
-				return err
-			}
-			if err := a.checkOutput(); err != nil {
+			if err := a.prepare(cmd, siteDirFor(cmd, a, bf.site), nil); err != nil {
 				return err
 			}
 			opts := pipeline.StatusOptions{Policy: gf.policy}
@@ -59,9 +55,7 @@ image's labels (site commit, Hugo version) and, with --cluster or
 				return err
 			}
 			if a.output == "json" {
-				enc := json.NewEncoder(a.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(st)
+				return a.printJSON(st)
 			}
 			printStatus(a, st)
 			return nil
@@ -69,10 +63,7 @@ image's labels (site commit, Hugo version) and, with --cluster or
 	}
 	gf.register(cmd)
 	cf.register(cmd)
-	cmd.Flags().StringVar(&bf.site, "site", ".", "site directory (for --local and the config file)")
-	cmd.Flags().StringVar(&bf.username, "username", "", "registry user name (password in NOTESCTL_REGISTRY_PASSWORD)")
-	cmd.Flags().BoolVar(&bf.insecure, "insecure", false, "allow plain HTTP and unverified TLS to registries")
-	cmd.Flags().StringVar(&bf.caFile, "ca-file", "", "PEM file of extra CA certificates to trust for registries")
+	bf.registerReadOnly(cmd)
 	cmd.Flags().BoolVar(&local, "local", false, "the offline state of release --local (.notesctl/ in the site)")
 	cmd.Flags().BoolVar(&cluster, "cluster", false, "also read the cluster (default kubeconfig)")
 	return cmd
@@ -118,6 +109,16 @@ func short7(s string) string {
 		return s[:7]
 	}
 	return s
+}
+
+// registerReadOnly registers the site and registry access flags of the
+// commands that read releases without building (status, rollback).
+func (b *buildFlags) registerReadOnly(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&b.site, "site", ".", "site directory (for --local and the config file)")
+	f.StringVar(&b.username, "username", "", "registry user name (password in NOTESCTL_REGISTRY_PASSWORD)")
+	f.BoolVar(&b.insecure, "insecure", false, "allow plain HTTP and unverified TLS to registries")
+	f.StringVar(&b.caFile, "ca-file", "", "PEM file of extra CA certificates to trust for registries")
 }
 
 // registryOptions builds read-only registry access from the credential

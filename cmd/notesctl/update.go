@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"regexp"
 	"strings"
@@ -37,10 +36,7 @@ repository, commits and pushes (retrying on a moved branch, never forcing).`,
   notesctl update --dir ./gitops --image ghcr.io/acme/notes:v2 --dry-run`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := a.bind(cmd, ".", nil); err != nil {
-				return err
-			}
-			if err := a.checkOutput(); err != nil {
+			if err := a.prepare(cmd, ".", nil); err != nil {
 				return err
 			}
 			if (dir == "") == (gf.url == "") {
@@ -192,9 +188,7 @@ func (a *app) printUpdate(res *manifests.Result, dryRun bool, commit string) err
 		fmt.Fprintf(a.stderr, "notesctl: skipped %s\n", s.String())
 	}
 	if a.output == "json" {
-		enc := json.NewEncoder(a.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"changes": res.Changes, "filesScanned": res.FilesScanned, "dryRun": dryRun, "commit": commit, "diff": res.Diff()})
+		return a.printJSON(map[string]any{"changes": res.Changes, "filesScanned": res.FilesScanned, "dryRun": dryRun, "commit": commit, "diff": res.Diff()})
 	}
 	if len(res.Changes) == 0 {
 		fmt.Fprintf(a.stderr, "no change: %d file(s) scanned, the markers already hold these values\n", res.FilesScanned)
