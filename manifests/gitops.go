@@ -1384,13 +1384,8 @@ func (s *session) lockIndex(ctx context.Context, gitDir string) (func(), error) 
 	owner := lockOwnerLine()
 	host, _ := os.Hostname()
 	for attempt := 1; ; attempt++ {
-		f, err := os.OpenFile(lock, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		err := createLockFile(lock, owner)
 		if err == nil {
-			_, werr := f.Write(owner)
-			if err := errors.Join(werr, f.Close()); err != nil {
-				_ = os.Remove(lock)
-				return nil, fmt.Errorf("lock %s: %w", s.local.path, err)
-			}
 			return func() {
 				// Remove only our own lock.
 				if b, err := os.ReadFile(lock); err == nil && bytes.Equal(b, owner) {
@@ -1420,6 +1415,20 @@ func (s *session) lockIndex(ctx context.Context, gitDir string) (func(), error) 
 		case <-t.C:
 		}
 	}
+}
+
+// createLockFile creates lock holding owner, atomically: the owner line is
+// written to a private file first and then hard-linked to the lock name
+// (which fails if the lock exists). A lock created empty and written
+// after would, if the run were killed in between, be an empty lock no one
+// could tell from git's own.
+func createLockFile(lock string, owner []byte) error {
+	tmp := fmt.Sprintf("%s.notesctl-%d.tmp", lock, os.Getpid())
+	if err := os.WriteFile(tmp, owner, 0o644); err != nil {
+		return err
+	}
+	defer os.Remove(tmp)
+	return os.Link(tmp, lock)
 }
 
 // breakStaleLock removes the lock if it still holds exactly stale; see the

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"path"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -181,6 +183,14 @@ func Render(ctx context.Context, src *Source, opts Options) (*Site, error) {
 	}
 	defer sites.Close()
 
+	// The hugo CLI copies the static directories (the site's and its
+	// themes' static/, static mounts) into the publish dir itself, beside
+	// HugoSites.Build; the library does not. Copy them first, so that a
+	// generated file of the same name wins, as in `hugo --cleanDestinationDir`.
+	if err := copyStatic(sites, hfs.PublishDirStatic); err != nil {
+		return nil, toError(err, collector)
+	}
+
 	// Hugo's Build has no context; a cancelled render is noticed right after.
 	if err := sites.Build(hugolib.BuildCfg{}); err != nil {
 		return nil, toError(err, collector)
@@ -215,6 +225,34 @@ func Render(ctx context.Context, src *Source, opts Options) (*Site, error) {
 	}
 	site.Warnings = collector.warnings()
 	return site, nil
+}
+
+// copyStatic copies every static file system of the sites (one per
+// language in a multihost site, else one) under its publish folder.
+func copyStatic(sites *hugolib.HugoSites, dst afero.Fs) error {
+	for _, sfs := range sites.BaseFs.SourceFilesystems.Static {
+		root := "/" + sfs.PublishFolder
+		err := afero.Walk(sfs.Fs, "/", func(p string, info fs.FileInfo, err error) error {
+			if err != nil || info.IsDir() {
+				return err
+			}
+			data, err := afero.ReadFile(sfs.Fs, p)
+			if err != nil {
+				return err
+			}
+			target := path.Join(root, filepath.ToSlash(p))
+			if err := dst.MkdirAll(path.Dir(target), 0o755); err != nil {
+				return err
+			}
+			return afero.WriteFile(dst, target, data, 0o644)
+		})
+		// A site without static directories has an empty, missing root
+		// here; the hugo CLI ignores that too.
+		if err != nil && !herrors.IsNotExist(err) {
+			return fmt.Errorf("copying static files: %w", err)
+		}
+	}
+	return nil
 }
 
 // copyInto copies a whole afero tree under dst in another afero fs.
