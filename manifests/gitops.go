@@ -148,18 +148,97 @@ type CommitResult struct {
 // committed to directly (git refuses pushes to a checked-out branch); its
 // worktree must be clean and is updated with the commit.
 func Commit(ctx context.Context, opts GitOpsOptions, edit Edit) (*CommitResult, error) {
-	if edit == nil {
-		return nil, errors.New("gitops commit: no edit function")
-	}
 	s, err := newSession(opts)
 	if err != nil {
 		return nil, err
+	}
+	return s.commit(ctx, edit, nil, CommitInfo{})
+}
+
+// Workspace is a read-only checkout of the GitOps branch (Open) that a
+// Commit can start from, saving the clone of its first attempt: a release
+// reads the repository before it builds, then commits to it.
+type Workspace struct {
+	s    *session
+	repo *git.Repository // the clone; nil for a local repository committed in place
+	fs   billy.Filesystem
+	head CommitInfo
+	used bool
+}
+
+// Open checks out the branch tip, as Checkout does, and keeps the clone
+// for Commit.
+func Open(ctx context.Context, opts GitOpsOptions) (*Workspace, error) {
+	s, err := newSession(opts)
+	if err != nil {
+		return nil, err
+	}
+	w := &Workspace{s: s}
+	if s.local != nil && s.local.direct {
+		repo, err := git.PlainOpen(s.local.path)
+		if err != nil {
+			return nil, fmt.Errorf("open %s: %w", s.display, err)
+		}
+		// A commit an interrupted run left half done is finished first, so
+		// that a run that finds nothing to do leaves the worktree right too.
+		if err := s.finishInterrupted(ctx, repo); err != nil {
+			return nil, err
+		}
+		if w.fs, w.head, _, err = snapshotBranch(repo, s.branchRef()); err != nil {
+			return nil, fmt.Errorf("read branch %s of %s: %w", s.opts.Branch, s.display, err)
+		}
+		return w, nil
+	}
+	repo, info, err := s.clone(ctx, true)
+	if err != nil {
+		return nil, err
+	}
+	w.head = info
+	if repo == nil {
+		w.fs = memfs.New()
+		return w, nil
+	}
+	wt, err := repo.Worktree()
+	if err != nil {
+		return nil, err
+	}
+	w.repo, w.fs = repo, wt.Filesystem
+	return w, nil
+}
+
+// FS is the checked-out tree; edits to it are discarded by Commit.
+func (w *Workspace) FS() billy.Filesystem { return w.fs }
+
+// Head is the commit that was checked out (Hash empty for an empty branch).
+func (w *Workspace) Head() CommitInfo { return w.head }
+
+// Commit commits like the package-level Commit, starting from this
+// checkout when nothing was changed in it; a retry clones afresh.
+func (w *Workspace) Commit(ctx context.Context, edit Edit) (*CommitResult, error) {
+	var pre *git.Repository
+	if w.repo != nil && !w.used {
+		if wt, err := w.repo.Worktree(); err == nil {
+			if st, err := wt.Status(); err == nil && st.IsClean() {
+				pre = w.repo
+			}
+		}
+	}
+	w.used = true
+	return w.s.commit(ctx, edit, pre, w.head)
+}
+
+// commit runs the attempts; pre, when set, is a clone of head the first
+// attempt uses instead of cloning.
+func (s *session) commit(ctx context.Context, edit Edit, pre *git.Repository, preHead CommitInfo) (*CommitResult, error) {
+	if edit == nil {
+		return nil, errors.New("gitops commit: no edit function")
 	}
 	if s.local != nil && s.local.direct {
 		return s.commitDirect(ctx, edit)
 	}
 	for attempt := 1; ; attempt++ {
-		res, retry, err := s.attempt(ctx, edit)
+		res, retry, err := s.attempt(ctx, edit, pre, preHead)
+		pre = nil
 		if err == nil {
 			res.Attempts = attempt
 			return res, nil
@@ -230,38 +309,11 @@ func droppedConnection(err error) bool {
 // idempotency checks. For an empty repository or a missing branch it returns
 // an empty filesystem and a CommitInfo with an empty Hash.
 func Checkout(ctx context.Context, opts GitOpsOptions) (billy.Filesystem, CommitInfo, error) {
-	s, err := newSession(opts)
+	w, err := Open(ctx, opts)
 	if err != nil {
 		return nil, CommitInfo{}, err
 	}
-	if s.local != nil && s.local.direct {
-		repo, err := git.PlainOpen(s.local.path)
-		if err != nil {
-			return nil, CommitInfo{}, fmt.Errorf("open %s: %w", s.display, err)
-		}
-		// A commit an interrupted run left half done is finished first, so
-		// that a run that finds nothing to do leaves the worktree right too.
-		if err := s.finishInterrupted(ctx, repo); err != nil {
-			return nil, CommitInfo{}, err
-		}
-		fs, info, _, err := snapshotBranch(repo, s.branchRef())
-		if err != nil {
-			return nil, CommitInfo{}, fmt.Errorf("read branch %s of %s: %w", s.opts.Branch, s.display, err)
-		}
-		return fs, info, nil
-	}
-	repo, info, err := s.clone(ctx, true)
-	if err != nil {
-		return nil, CommitInfo{}, err
-	}
-	if repo == nil {
-		return memfs.New(), CommitInfo{}, nil
-	}
-	wt, err := repo.Worktree()
-	if err != nil {
-		return nil, CommitInfo{}, err
-	}
-	return wt.Filesystem, info, nil
+	return w.FS(), w.Head(), nil
 }
 
 // session is one Commit or Checkout with validated options.
@@ -492,8 +544,11 @@ func (s *session) signature() *object.Signature {
 
 // attempt is one clone-edit-commit-push round. retry reports that the push
 // lost a race against another writer.
-func (s *session) attempt(ctx context.Context, edit Edit) (res *CommitResult, retry bool, err error) {
-	repo, head, err := s.clone(ctx, false)
+func (s *session) attempt(ctx context.Context, edit Edit, pre *git.Repository, preHead CommitInfo) (res *CommitResult, retry bool, err error) {
+	repo, head := pre, preHead
+	if repo == nil {
+		repo, head, err = s.clone(ctx, false)
+	}
 	if err != nil {
 		if ctx.Err() == nil && droppedConnection(err) {
 			return nil, true, &connectionError{msg: err.Error()}

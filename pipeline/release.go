@@ -14,6 +14,7 @@ import (
 	"github.com/notesctl/notesctl/manifests"
 	"github.com/notesctl/notesctl/pipeline/rollout"
 	"github.com/notesctl/notesctl/registry"
+	"github.com/notesctl/notesctl/render"
 )
 
 // DefaultMessageTemplate is the GitOps commit message. The trailers name
@@ -151,9 +152,10 @@ func Release(ctx context.Context, opts ReleaseOptions, sink Sink) (*ReleaseResul
 	// be read or has no marker for the policy fails the release before
 	// anything is pushed.
 	var deployed []manifests.Found
+	var ws *manifests.Workspace
 	if err := r.stage(StageUpdate, func() (string, error) {
 		var err error
-		deployed, err = preflightGitOps(ctx, opts.GitOps, manifests.Policy{Namespace: ns, Name: pname, Image: p.repo.Name(), Tag: p.tag})
+		ws, deployed, err = preflightGitOps(ctx, opts.GitOps, manifests.Policy{Namespace: ns, Name: pname, Image: p.repo.Name(), Tag: p.tag})
 		if err != nil {
 			return "", err
 		}
@@ -166,25 +168,7 @@ func Release(ctx context.Context, opts ReleaseOptions, sink Sink) (*ReleaseResul
 	// commit and generator, there is nothing to render, push or commit.
 	if !p.src.Dirty {
 		if ref, ok := deployedRelease(ctx, opts, p, deployed); ok {
-			res.Skipped = true
-			res.Reason = fmt.Sprintf("the GitOps repository already deploys %s, built from commit %s with Hugo %s", ref, p.src.ShortCommit(), generatorVersion())
-			res.Build = &BuildResult{Image: ref, Tag: p.tag, Commit: p.src.Commit, Revision: p.src.Revision(), Branch: p.src.Branch, CommitTime: p.src.Time, Repository: p.repo.Name(), Generator: "hugo", GeneratorVer: generatorVersion()}
-			if i := strings.LastIndex(ref, "@"); i >= 0 {
-				res.Build.Digest = ref[i+1:]
-			}
-			r.note(StageUpdate, res.Reason+": nothing to do")
-			if opts.Wait != nil && !opts.DryRun {
-				// Already committed, maybe not yet applied: follow the tip.
-				_, head, err := manifests.Checkout(ctx, opts.GitOps)
-				if err != nil {
-					return res, err
-				}
-				res.GitOps.Commit = head.Hash
-				if res.Rollout, err = waitRollout(ctx, r, *opts.Wait, rollout.Target{Branch: gitopsBranch(opts.GitOps), Commit: head.Hash, Image: ref}); err != nil {
-					return res, err
-				}
-			}
-			return res, nil
+			return skipRelease(ctx, r, opts, p, res, ref, ws.Head())
 		}
 	}
 
@@ -215,11 +199,7 @@ func Release(ctx context.Context, opts ReleaseOptions, sink Sink) (*ReleaseResul
 	if !opts.DryRun {
 		// Never commit for an image that is not complete where it was pushed.
 		err = r.stage(StageVerify, func() (string, error) {
-			target := build.Destination + "@" + build.Digest
-			if strings.HasPrefix(build.Destination, "oci:") {
-				target = build.Destination + "@" + build.Digest
-			}
-			if err := registry.Verify(ctx, target, opts.Build.Registry); err != nil {
+			if err := registry.Verify(ctx, build.Destination+"@"+build.Digest, opts.Build.Registry); err != nil {
 				return "", fmt.Errorf("image %s is not complete in %s; not committing: %w", build.Image, build.Destination, err)
 			}
 			return "manifest and every blob present", nil
@@ -235,7 +215,7 @@ func Release(ctx context.Context, opts ReleaseOptions, sink Sink) (*ReleaseResul
 		Commit: build.Commit, ShortCommit: shortCommit(build.Commit), Branch: build.Branch, Policy: opts.Policy,
 	}
 	if err := r.stage(StageUpdate, func() (string, error) {
-		return updateGitOps(ctx, r, opts, policy, data, &res.GitOps)
+		return updateGitOps(ctx, r, ws, opts, policy, data, &res.GitOps)
 	}); err != nil {
 		return res, err
 	}
@@ -255,6 +235,26 @@ func Release(ctx context.Context, opts ReleaseOptions, sink Sink) (*ReleaseResul
 		}
 	}
 	return res, nil
+}
+
+// skipRelease reports a release whose image the GitOps repository already
+// deploys; with --wait it still follows the tip into the cluster, since a
+// commit may be made but not yet applied.
+func skipRelease(ctx context.Context, r *runner, opts ReleaseOptions, p *plannedBuild, res *ReleaseResult, ref string, head manifests.CommitInfo) (*ReleaseResult, error) {
+	res.Skipped = true
+	res.Reason = fmt.Sprintf("the GitOps repository already deploys %s, built from commit %s with Hugo %s", ref, p.src.ShortCommit(), generatorVersion())
+	res.Build = &BuildResult{Image: ref, Tag: p.tag, Commit: p.src.Commit, Revision: p.src.Revision(), Branch: p.src.Branch, CommitTime: p.src.Time, Repository: p.repo.Name(), Generator: render.GeneratorName, GeneratorVer: generatorVersion()}
+	if i := strings.LastIndex(ref, "@"); i >= 0 {
+		res.Build.Digest = ref[i+1:]
+	}
+	r.note(StageUpdate, res.Reason+": nothing to do")
+	if opts.Wait == nil || opts.DryRun {
+		return res, nil
+	}
+	res.GitOps.Commit = head.Hash
+	var err error
+	res.Rollout, err = waitRollout(ctx, r, *opts.Wait, rollout.Target{Branch: gitopsBranch(opts.GitOps), Commit: head.Hash, Image: ref})
+	return res, err
 }
 
 func gitopsBranch(o manifests.GitOpsOptions) string {
@@ -310,7 +310,7 @@ func renderMessage(t string, d MessageData) (string, error) {
 
 // updateGitOps applies the policy to the GitOps repository and commits. The
 // edit runs again on a fresh tip if the push races another release.
-func updateGitOps(ctx context.Context, r *runner, opts ReleaseOptions, policy manifests.Policy, data MessageData, out *GitOpsResult) (string, error) {
+func updateGitOps(ctx context.Context, r *runner, ws *manifests.Workspace, opts ReleaseOptions, policy manifests.Policy, data MessageData, out *GitOpsResult) (string, error) {
 	edit := func(fsys billy.Filesystem, head manifests.CommitInfo) (string, bool, error) {
 		newer, err := newerRelease(fsys, policy)
 		if err != nil {
@@ -339,7 +339,7 @@ func updateGitOps(ctx context.Context, r *runner, opts ReleaseOptions, policy ma
 		msg, err := renderMessage(opts.MessageTemplate, d)
 		return msg, err == nil, err
 	}
-	cr, err := manifests.Commit(ctx, opts.GitOps, edit)
+	cr, err := ws.Commit(ctx, edit)
 	if err != nil {
 		return "", err
 	}
@@ -398,20 +398,21 @@ func tagOf(f manifests.Found) string {
 	return ""
 }
 
-// preflightGitOps reads the GitOps branch tip and what the policy's markers
-// hold there. No marker is an error that names the files that did not
+// preflightGitOps checks out the GitOps branch tip (kept for the commit)
+// and reads what the policy's markers hold there. No marker is an error that names the files that did not
 // parse, if any.
-func preflightGitOps(ctx context.Context, o manifests.GitOpsOptions, policy manifests.Policy) ([]manifests.Found, error) {
-	fsys, head, err := manifests.Checkout(ctx, o)
+func preflightGitOps(ctx context.Context, o manifests.GitOpsOptions, policy manifests.Policy) (*manifests.Workspace, []manifests.Found, error) {
+	ws, err := manifests.Open(ctx, o)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	fsys, head := ws.FS(), ws.Head()
 	found, err := manifests.Current(fsys, "", policy.ID())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(found) > 0 {
-		return found, nil
+		return ws, found, nil
 	}
 	// A dry-run update produces the engine's own error, which lists the
 	// files it scanned and skipped.
@@ -422,7 +423,7 @@ func preflightGitOps(ctx context.Context, o manifests.GitOpsOptions, policy mani
 	if head.Hash != "" {
 		at = shortCommit(head.Hash)
 	}
-	return nil, fmt.Errorf("GitOps repository %s (branch %s at %s): %w", manifests.RedactURL(o.URL), gitopsBranch(o), at, err)
+	return nil, nil, fmt.Errorf("GitOps repository %s (branch %s at %s): %w", manifests.RedactURL(o.URL), gitopsBranch(o), at, err)
 }
 
 // deployedRelease reports whether the GitOps repository already deploys an
