@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/notesctl/notesctl/internal/sitegen"
 	"github.com/notesctl/notesctl/internal/sitegit"
 )
 
@@ -20,10 +19,7 @@ var update = flag.Bool("update", false, "rewrite golden files")
 func fixtureRepo(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
-	if err := sitegen.CopyFixture(dir); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sitegit.Init(dir); err != nil {
+	if _, err := sitegit.Fixture(dir); err != nil {
 		t.Fatal(err)
 	}
 	return dir

@@ -33,7 +33,6 @@ import (
 
 	"github.com/notesctl/notesctl/internal/gitserver"
 	"github.com/notesctl/notesctl/internal/regserver"
-	"github.com/notesctl/notesctl/internal/sitegen"
 	"github.com/notesctl/notesctl/internal/sitegit"
 	"github.com/notesctl/notesctl/internal/testimage"
 	"github.com/notesctl/notesctl/render"
@@ -99,10 +98,7 @@ func mustSucceed(t *testing.T, r result) {
 func newSite(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	if err := sitegen.CopyFixture(dir); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sitegit.Init(dir); err != nil {
+	if _, err := sitegit.Fixture(dir); err != nil {
 		t.Fatal(err)
 	}
 	return dir

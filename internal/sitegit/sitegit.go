@@ -11,6 +11,8 @@ import (
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
+
+	"github.com/notesctl/notesctl/internal/sitegen"
 )
 
 // Epoch is the commit time of the first commit Init makes.
@@ -56,4 +58,13 @@ func CommitAll(dir, message string, when time.Time) (string, error) {
 		return "", fmt.Errorf("git commit in %s: %w", dir, err)
 	}
 	return h.String(), nil
+}
+
+// Fixture copies testdata/site into dir (missing or empty) and commits it
+// with Init: the notes site as every test starts from it.
+func Fixture(dir string) (string, error) {
+	if err := sitegen.CopyFixture(dir); err != nil {
+		return "", err
+	}
+	return Init(dir)
 }
