@@ -235,8 +235,17 @@ func TestReleaseWaitFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 	editPage(t, f.site, 2)
-	r = notesctl(t, f.site, nil, "", "release", "--image", f.image, "--base", "scratch", "--gitops", f.gitopsURL,
-		"--wait", "--kubeconfig", f.env.Kubeconfig, "--timeout", "4s")
+	// The kubeconfig comes as content this time, as a CI secret gives it;
+	// the credentials in it must not show in any output.
+	kubeconfig, err := os.ReadFile(f.env.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = notesctl(t, f.site, []string{"NOTESCTL_KUBECONFIG_DATA=" + string(kubeconfig)}, "", "release", "--image", f.image, "--base", "scratch", "--gitops", f.gitopsURL,
+		"--wait", "--timeout", "4s")
+	if strings.Contains(r.all(), f.env.Token) {
+		t.Error("the cluster token appears in the output")
+	}
 	if r.code == 0 || !strings.Contains(r.stderr, "timed out after 4s") || !strings.Contains(r.stderr, "last seen: Kustomization flux-system/notes") {
 		t.Errorf("suspended Flux: exit %d, stderr:\n%s", r.code, r.stderr)
 	}
