@@ -979,6 +979,10 @@ func (s *session) finishInterrupted(ctx context.Context, repo *git.Repository) e
 	}
 	gitDir := st.Filesystem().Root()
 	if _, err := os.Stat(filepath.Join(gitDir, journalFile)); err != nil {
+		// Nothing to finish; a lock a dead run left after its commit had
+		// landed is still ours to clear, so that a run that finds nothing
+		// to do leaves the repository as an uninterrupted run would.
+		s.clearStaleLock(gitDir)
 		return nil
 	}
 	unlock, err := s.lockIndex(ctx, gitDir)
@@ -1484,6 +1488,20 @@ func createLockFile(lock string, owner []byte) error {
 	}
 	defer os.Remove(tmp)
 	return os.Link(tmp, lock)
+}
+
+// clearStaleLock removes index.lock if a notesctl run on this host that
+// is no longer running holds it (the rule lockIndex applies too).
+func (s *session) clearStaleLock(gitDir string) {
+	lock := filepath.Join(gitDir, "index.lock")
+	held, err := os.ReadFile(lock)
+	if err != nil {
+		return
+	}
+	host, _ := os.Hostname()
+	if o, ours := parseLockOwner(held); ours && o.host == host && !processRunning(o.pid) {
+		s.breakStaleLock(lock, held, o)
+	}
 }
 
 // breakStaleLock removes the lock if it still holds exactly stale; see the

@@ -358,6 +358,18 @@ func TestCrashStaleIndexLock(t *testing.T) {
 	}
 	assertLockGone(t, lock)
 
+	// The same after a kill once the commit had landed: the rerun is a
+	// no-op and still clears the lock.
+	if err := os.WriteFile(lock, []byte(owner), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = notesctl(t, site, nil, "", "release", "--local")
+	mustSucceed(t, r)
+	if !strings.Contains(r.stdout, "no-op") {
+		t.Errorf("rerun of a deployed commit is not a no-op:\n%s", r.stdout)
+	}
+	assertLockGone(t, lock)
+
 	// A lock held by a running notesctl (this test process stands in).
 	live := fmt.Sprintf("notesctl pid=%d host=%s started=%s\n", os.Getpid(), host, time.Now().UTC().Format(time.RFC3339))
 	if err := os.WriteFile(lock, []byte(live), 0o644); err != nil {
