@@ -20,14 +20,16 @@ import (
 	"github.com/go-git/go-billy/v5/util"
 	"github.com/google/go-containerregistry/pkg/name"
 	yaml2 "go.yaml.in/yaml/v2"
-	yaml "go.yaml.in/yaml/v3"
+	"sigs.k8s.io/kustomize/kyaml/yaml"
 )
 
 // The setter engine reads Flux image policy markers the way Flux's
 // image-automation-controller reads them (kyaml fieldmeta with the
 // "$imagepolicy" short hand), but instead of re-serialising the whole file it
 // only splices the new scalar token into the original bytes: everything
-// outside the changed scalars stays byte for byte.
+// outside the changed scalars stays byte for byte. Parsing goes through
+// kyaml's yaml package (the yaml.v3 node API Flux's own reader uses), so
+// markers and positions are found exactly as Flux finds them.
 //
 // What counts as a marker, as in Flux:
 //   - only scalar nodes that are mapping values, sequence items or document
