@@ -125,9 +125,20 @@ func Render(ctx context.Context, src *Source, opts Options) (*Site, error) {
 	hugoMu.Lock()
 	defer hugoMu.Unlock()
 
-	mem := afero.NewMemMapFs()
-	if err := copyInto(mem, src.Files, siteRoot); err != nil {
-		return nil, err
+	// Hugo reads the site where ReadSource put it and publishes beside it,
+	// in the same memory file system; a previous render's output and
+	// caches are cleared first.
+	mem := src.mem
+	if mem == nil {
+		mem = afero.NewMemMapFs()
+		if err := copyInto(mem, src.Files, siteRoot); err != nil {
+			return nil, err
+		}
+	}
+	for _, dir := range []string{publishRoot, cacheRoot} {
+		if err := mem.RemoveAll(dir); err != nil {
+			return nil, fmt.Errorf("clearing %s: %w", dir, err)
+		}
 	}
 
 	collector := &logCollector{}
@@ -255,7 +266,8 @@ func copyStatic(sites *hugolib.HugoSites, dst afero.Fs) error {
 	return nil
 }
 
-// copyInto copies a whole afero tree under dst in another afero fs.
+// copyInto copies a whole afero tree under dst in another afero fs (for a
+// Source not made by ReadSource).
 func copyInto(dstFs afero.Fs, srcFs afero.Fs, dst string) error {
 	return afero.Walk(srcFs, "/", func(p string, info fs.FileInfo, err error) error {
 		if err != nil {

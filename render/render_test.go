@@ -346,3 +346,31 @@ func TestSourceRefusals(t *testing.T) {
 		}
 	})
 }
+
+// TestRenderSameSourceTwice: Hugo publishes beside the source in one memory
+// file system; a second render of the same Source starts from a clean
+// output and gives the same files.
+func TestRenderSameSourceTwice(t *testing.T) {
+	src, err := ReadSource(SourceOptions{SiteDir: newSiteRepo(t, "testdata/mini", nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := Render(context.Background(), src, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := readAll(t, first.Files)
+	second, err := Render(context.Background(), src, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := readAll(t, second.Files)
+	if len(a) != len(b) || second.FileCount != first.FileCount || second.Bytes != first.Bytes {
+		t.Fatalf("second render: %d files, %d bytes; first: %d files, %d bytes", len(b), second.Bytes, len(a), first.Bytes)
+	}
+	for p, c := range a {
+		if b[p] != c {
+			t.Errorf("%s differs between two renders of one Source", p)
+		}
+	}
+}

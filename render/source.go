@@ -67,6 +67,10 @@ type Source struct {
 	// FileCount and Bytes describe what was read.
 	FileCount int
 	Bytes     int64
+
+	// mem holds the files under siteRoot, where Hugo reads them; Files is
+	// a view of it. Render works on mem directly instead of copying.
+	mem afero.Fs
 }
 
 // Revision is the commit as the image labels carry it.
@@ -145,8 +149,10 @@ func ReadSource(opts SourceOptions) (*Source, error) {
 		return nil, fmt.Errorf("site repository %s: commit %s: %w", repoRoot, hash, err)
 	}
 
+	mem := afero.NewMemMapFs()
 	src := &Source{
-		Files:     afero.NewMemMapFs(),
+		mem:       mem,
+		Files:     afero.NewBasePathFs(mem, siteRoot),
 		Commit:    hash.String(),
 		Branch:    detectBranch(repo, rev, opts.Branch),
 		Time:      commit.Committer.When.UTC(),
