@@ -174,15 +174,20 @@ func Open(ctx context.Context, opts GitOpsOptions) (*Workspace, error) {
 		return nil, err
 	}
 	w := &Workspace{s: s}
-	if s.local != nil && s.local.direct {
+	if s.local != nil {
+		// A repository on this machine is read where it is, whichever way
+		// a commit will reach it: a clone through git upload-pack would
+		// read the same objects at the cost of two processes.
 		repo, err := git.PlainOpen(s.local.path)
 		if err != nil {
 			return nil, fmt.Errorf("open %s: %w", s.display, err)
 		}
 		// A commit an interrupted run left half done is finished first, so
 		// that a run that finds nothing to do leaves the worktree right too.
-		if err := s.finishInterrupted(ctx, repo); err != nil {
-			return nil, err
+		if s.local.direct {
+			if err := s.finishInterrupted(ctx, repo); err != nil {
+				return nil, err
+			}
 		}
 		if w.fs, w.head, _, err = snapshotBranch(repo, s.branchRef()); err != nil {
 			return nil, fmt.Errorf("read branch %s of %s: %w", s.opts.Branch, s.display, err)
@@ -236,6 +241,9 @@ func (s *session) commit(ctx context.Context, edit Edit, pre *git.Repository, pr
 	if s.local != nil && s.local.direct {
 		return s.commitDirect(ctx, edit)
 	}
+	if s.local != nil && s.local.inPlace {
+		return s.commitInPlace(ctx, edit)
+	}
 	for attempt := 1; ; attempt++ {
 		res, retry, err := s.attempt(ctx, edit, pre, preHead)
 		pre = nil
@@ -253,7 +261,7 @@ func (s *session) commit(ctx context.Context, edit Edit, pre *git.Repository, pr
 				return nil, fmt.Errorf("gitops commit to %s (branch %s): the connection failed %d times: %v",
 					s.display, s.opts.Branch, attempt, err)
 			}
-			return nil, fmt.Errorf("%w: pushing to %s (branch %s) failed %d times because other commits landed first: %v",
+			return nil, fmt.Errorf("%w: pushing to %s (branch %s) failed %d times because other writers moved or held the branch: %v",
 				ErrConcurrentUpdates, s.display, s.opts.Branch, attempt, err)
 		}
 		delay := s.backoff(attempt)
@@ -329,7 +337,10 @@ type session struct {
 
 type localRepo struct {
 	path   string
-	direct bool // non-bare with Branch checked out
+	direct bool // non-bare with Branch checked out: committed in its worktree
+	// inPlace: bare, and a push would run none of its own code, so the
+	// commit is written into it directly (bare.go).
+	inPlace bool
 }
 
 func newSession(opts GitOpsOptions) (*session, error) {
@@ -485,6 +496,7 @@ func inspectLocal(path, branch string) (*localRepo, error) {
 	}
 	l := &localRepo{path: path}
 	if cfg.Core.IsBare {
+		l.inPlace = pushThroughGit(repo, path) == ""
 		return l, nil
 	}
 	head, err := repo.Storer.Reference(plumbing.HEAD)
@@ -633,6 +645,9 @@ func (s *session) attempt(ctx context.Context, edit Edit, pre *git.Repository, p
 		return res, false, nil
 	case tip.String() != head.Hash && !(tip.IsZero() && head.Hash == ""):
 		return nil, true, errors.New(s.redact(err))
+	case strings.Contains(progress.String(), "cannot lock ref"):
+		// Another writer holds the branch's ref lock: it is moving it now.
+		return nil, true, errors.New(s.redact(err) + remoteMessage(progress.String(), s.secrets))
 	case droppedConnection(err):
 		// The branch did not move: the push never reached the server.
 		return nil, true, &connectionError{msg: fmt.Sprintf("push to %s failed before the branch was updated: %s", s.display, s.redact(err))}

@@ -32,7 +32,7 @@ const (
 var gitopsImageRE = regexp.MustCompile(`(image: ghcr\.io/acme/notes:)(\S+)( # \{"\$imagepolicy": "flux-system:notes"\})`)
 
 // gitopsSeed writes a small GitOps tree and returns its directory.
-func gitopsSeed(t *testing.T) string {
+func gitopsSeed(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	files := map[string]string{

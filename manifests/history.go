@@ -11,6 +11,7 @@ import (
 	"github.com/go-git/go-billy/v5"
 	"github.com/go-git/go-billy/v5/memfs"
 	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 )
 
@@ -62,9 +63,12 @@ func History(ctx context.Context, opts GitOpsOptions, policyID string, limit int
 		return nil, err
 	}
 	var repo *git.Repository
-	if s.local != nil && s.local.direct {
+	if s.local != nil {
 		if repo, err = git.PlainOpen(s.local.path); err != nil {
 			return nil, fmt.Errorf("open %s: %w", s.display, err)
+		}
+		if _, err := repo.Reference(s.branchRef(), true); errors.Is(err, plumbing.ErrReferenceNotFound) {
+			return nil, nil // as for a clone of a missing branch
 		}
 	} else {
 		if repo, _, err = s.cloneDepth(ctx, true, 0); err != nil {
