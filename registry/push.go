@@ -303,27 +303,17 @@ func (s *session) publish(repo name.Repository, dest string, art Artifact, tags 
 		Tags:       tags,
 		Digest:     digest,
 	}
-	first := repo.Tag(tags[0])
-	desc, err := remote.Head(first, s.ropts...)
-	switch {
-	case err == nil && desc.Digest == digest:
-		pub.AlreadyPresent = true
-	case err == nil || isManifestUnknown(err):
-		if err := s.writeRetrying(first, art); err != nil {
-			return nil, err
-		}
-	default:
-		return nil, fmt.Errorf("check tag %s: %w", tags[0], err)
+	// go-containerregistry looks the tag up before it uploads anything
+	// and stops there when it already points at the digest; no manifest
+	// written then means the release was already present. (A look of our
+	// own first would cost a second ping and HEAD on every push.)
+	if err := s.writeRetrying(repo.Tag(tags[0]), art); err != nil {
+		return nil, err
 	}
+	pub.AlreadyPresent = !s.stats.wroteManifest()
 	for _, tag := range tags[1:] {
-		ref := repo.Tag(tag)
-		if pub.AlreadyPresent {
-			// Cheap HEAD first so that a fully present release changes nothing.
-			if d, err := remote.Head(ref, s.ropts...); err == nil && d.Digest == digest {
-				continue
-			}
-		}
-		if err := remote.Tag(ref, art.taggable(), s.ropts...); err != nil {
+		// remote.Tag, too, writes nothing when the tag is already right.
+		if err := remote.Tag(repo.Tag(tag), art.taggable(), s.ropts...); err != nil {
 			return nil, fmt.Errorf("tag %s: %w", tag, err)
 		}
 	}
@@ -471,10 +461,17 @@ func baseTransport(opts PublishOptions, timeout time.Duration) (http.RoundTrippe
 
 // pushStats is filled by countingTransport.
 type pushStats struct {
-	mu       sync.Mutex
-	bytes    int64
-	uploaded map[string]bool
-	existing map[string]bool
+	mu        sync.Mutex
+	bytes     int64
+	uploaded  map[string]bool
+	existing  map[string]bool
+	manifests int // manifests written (PUT answered 201)
+}
+
+func (p *pushStats) wroteManifest() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.manifests > 0
 }
 
 func newPushStats() *pushStats {
@@ -534,6 +531,10 @@ func (c *countingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		c.mark(c.stats.uploaded, q.Get("digest"))
 	case upload && req.Method == http.MethodPost && resp.StatusCode == http.StatusCreated && q.Get("mount") != "":
 		c.mark(c.stats.existing, q.Get("mount"))
+	case req.Method == http.MethodPut && resp.StatusCode == http.StatusCreated && strings.Contains(req.URL.Path, "/manifests/"):
+		c.stats.mu.Lock()
+		c.stats.manifests++
+		c.stats.mu.Unlock()
 	case req.Method == http.MethodHead && resp.StatusCode == http.StatusOK:
 		if d, ok := blobDigestFromPath(req.URL.Path); ok {
 			c.mark(c.stats.existing, d)

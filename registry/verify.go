@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -127,6 +128,14 @@ type regClient struct {
 	ctx    context.Context
 	repo   name.Repository
 	client *http.Client
+	// seen holds the manifests read so far by their digest, so that a
+	// manifest read by tag is not read again by digest.
+	seen map[v1.Hash]cachedManifest
+}
+
+type cachedManifest struct {
+	body []byte
+	mt   types.MediaType
 }
 
 func (s *session) client(repo name.Repository) (*regClient, error) {
@@ -159,6 +168,11 @@ func (c *regClient) do(method, url, accept string) (*http.Response, error) {
 // manifest fetches a manifest by tag or digest and checks its content
 // against the digest when fetched by digest.
 func (c *regClient) manifest(ident string) ([]byte, types.MediaType, v1.Hash, error) {
+	if h, err := v1.NewHash(ident); err == nil {
+		if m, ok := c.seen[h]; ok {
+			return m.body, m.mt, h, nil
+		}
+	}
 	resp, err := c.do(http.MethodGet, c.url("manifests", ident), manifestAccept)
 	if err != nil {
 		return nil, "", v1.Hash{}, err
@@ -178,7 +192,12 @@ func (c *regClient) manifest(ident string) ([]byte, types.MediaType, v1.Hash, er
 	if want, err := v1.NewHash(ident); err == nil && want != got {
 		return nil, "", v1.Hash{}, fmt.Errorf("manifest %s: registry returned content with digest %s", ident, got)
 	}
-	return body, manifestMediaType(resp.Header.Get("Content-Type"), body), got, nil
+	mt := manifestMediaType(resp.Header.Get("Content-Type"), body)
+	if c.seen == nil {
+		c.seen = map[v1.Hash]cachedManifest{}
+	}
+	c.seen[got] = cachedManifest{body: body, mt: mt}
+	return body, mt, got, nil
 }
 
 // blobExists checks a blob by HEAD, including its size.
@@ -302,15 +321,30 @@ func verifyTree(root v1.Hash, fetch fetchManifest, blobExists func(v1.Descriptor
 			if err != nil {
 				return fmt.Errorf("%s: parse manifest %s: %w", path, h, err)
 			}
-			if err := blobExists(m.Config); err != nil {
-				return fmt.Errorf("%s: config: %w", path, err)
+			// The blobs are checked at once (each check is a round trip);
+			// the error reported is the first in manifest order.
+			errs := make([]error, 1+len(m.Layers))
+			var wg sync.WaitGroup
+			check := func(i int, d v1.Descriptor, what string) {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if err := blobExists(d); err != nil {
+						errs[i] = fmt.Errorf("%s: %s: %w", path, what, err)
+					}
+				}()
 			}
+			check(0, m.Config, "config")
 			for i, l := range m.Layers {
 				if !l.MediaType.IsDistributable() {
 					continue // foreign layers live elsewhere by design
 				}
-				if err := blobExists(l); err != nil {
-					return fmt.Errorf("%s: layer %d: %w", path, i, err)
+				check(1+i, l, fmt.Sprintf("layer %d", i))
+			}
+			wg.Wait()
+			for _, err := range errs {
+				if err != nil {
+					return err
 				}
 			}
 		default:
