@@ -22,6 +22,9 @@
 #            the incremental CI case (only the pages layer and config upload)
 #   floor    notesctl version: what starting the binary costs, the floor
 #            under any notesctl command (runtime and package init)
+#   hfloor   hugo version: what starting the hugo CLI costs; most of it is
+#            the package initialisation of Hugo's own dependencies, which
+#            any program that embeds Hugo pays too
 # Targets: full <= 1.5x hugo (testdata/site); noop <= 0.1x full.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -155,7 +158,7 @@ for kind in $SITES; do
 	hugo_render "$site.hugo" "$WORK/public-$kind" "$WORK/hugo-$kind.log" >/dev/null
 
 	declare -A T=() M=()
-	for c in hugo full noop edit floor; do T[$c]="" M[$c]=""; done
+	for c in hugo full noop edit floor hfloor; do T[$c]="" M[$c]=""; done
 	for i in $(seq 1 "$N"); do
 		run=$((run + 1))
 		image="$REG/bench/notes-r$run" gitops="$WORK/gitops-$run.git"
@@ -181,6 +184,9 @@ for kind in $SITES; do
 		read -r t m < <(measure "$WORK/version.log" "$NOTESCTL" version)
 		T[floor]+=" $t" M[floor]+=" $m"
 		printf '%s\t%s\tfloor\t%s\t%s\t-\n' "$label" "$i" "$t" "$m" >>"$samples"
+		read -r t m < <(measure "$WORK/hugo-version.log" "$HUGO_BIN" version)
+		T[hfloor]+=" $t" M[hfloor]+=" $m"
+		printf '%s\t%s\thfloor\t%s\t%s\t-\n' "$label" "$i" "$t" "$m" >>"$samples"
 		if [ $((i % 2)) = 0 ]; then
 			read -r t m < <(hugo_render "$site.hugo" "$WORK/public-$kind" "$WORK/hugo-$kind.log")
 			T[hugo]+=" $t" M[hugo]+=" $m"
@@ -191,7 +197,7 @@ for kind in $SITES; do
 	printf 'done, load %s\n' "$(load)" >&2
 
 	declare -A MT=() MM=()
-	for c in hugo full noop edit floor; do
+	for c in hugo full noop edit floor hfloor; do
 		# shellcheck disable=SC2086
 		MT[$c]=$(median ${T[$c]}) MM[$c]=$(median ${M[$c]})
 	done
@@ -212,6 +218,7 @@ for kind in $SITES; do
 	rows+=("$(row noop "notesctl release, no-op re-release" full "/full" 0.1)")
 	rows+=("$(row edit "notesctl release after a page edit" hugo "/hugo" -)")
 	rows+=("$(row floor "notesctl version (start-up floor)" full "/full" -)")
+	rows+=("$(row hfloor "hugo version (hugo's own start-up)" full "/full" -)")
 	unset T M MT MM
 done
 
