@@ -125,7 +125,9 @@ func plan(r *runner, opts BuildOptions) (*plannedBuild, error) {
 	}
 	p := &plannedBuild{repo: repo}
 	err = r.stage(StageSource, func() (string, error) {
-		src, err := render.ReadSource(render.SourceOptions{
+		// The files are read by the render, not here: a release of a
+		// commit that is deployed already never needs them.
+		src, err := render.OpenSource(render.SourceOptions{
 			SiteDir:         opts.SiteDir,
 			Revision:        opts.Revision,
 			AllowDirty:      opts.AllowDirty,
@@ -162,7 +164,7 @@ func plan(r *runner, opts BuildOptions) (*plannedBuild, error) {
 		if src.Dirty {
 			state += " (dirty work tree)"
 		}
-		return fmt.Sprintf("%s on %s, %d files", state, src.Branch, src.FileCount), nil
+		return fmt.Sprintf("%s on %s", state, src.Branch), nil
 	})
 	if err != nil {
 		return nil, err

@@ -122,6 +122,9 @@ func Render(ctx context.Context, src *Source, opts Options) (*Site, error) {
 	if err := CheckConstraint(opts.RequireHugo, "notesctl config hugoVersion"); err != nil {
 		return nil, err
 	}
+	if err := src.Load(); err != nil {
+		return nil, err
+	}
 	hugoMu.Lock()
 	defer hugoMu.Unlock()
 

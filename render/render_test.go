@@ -296,6 +296,62 @@ func TestSourceReadsCommitNotWorkTree(t *testing.T) {
 	}
 }
 
+// TestOpenSourceDefersFiles: OpenSource knows the commit and refuses a
+// dirty tree without reading a file; Load (or Render) reads them once, the
+// same files ReadSource reads, and a bad file fails the Load, naming it.
+func TestOpenSourceDefersFiles(t *testing.T) {
+	dir := newSiteRepo(t, "testdata/mini", nil)
+	full, err := ReadSource(SourceOptions{SiteDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := OpenSource(SourceOptions{SiteDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if src.Commit != full.Commit || src.Branch != full.Branch || !src.Time.Equal(full.Time) || src.Dirty {
+		t.Errorf("opened %s@%s %v dirty=%v, read %s@%s %v", src.Branch, src.Commit, src.Time, src.Dirty, full.Branch, full.Commit, full.Time)
+	}
+	if src.FileCount != 0 {
+		t.Fatalf("OpenSource read %d files", src.FileCount)
+	}
+	if _, err := src.Files.Stat("/hugo.yaml"); err == nil {
+		t.Fatal("OpenSource wrote files")
+	}
+	for range 2 {
+		if err := src.Load(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if src.FileCount != full.FileCount || src.Bytes != full.Bytes || src.FileCount == 0 {
+		t.Errorf("loaded %d files, %d bytes; ReadSource read %d, %d", src.FileCount, src.Bytes, full.FileCount, full.Bytes)
+	}
+
+	// A bad file is only found by the Load, which names it.
+	if err := os.Symlink("../../../../etc/passwd", filepath.Join(dir, "content/day1/leak.md")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sitegit.CommitAll(dir, "leak", sitegit.Epoch.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	bad, err := OpenSource(SourceOptions{SiteDir: dir})
+	if err != nil {
+		t.Fatalf("OpenSource: %v", err)
+	}
+	if _, err := Render(context.Background(), bad, Options{}); err == nil || !strings.Contains(err.Error(), "content/day1/leak.md") {
+		t.Fatalf("Render of a source with an escaping symlink: err = %v", err)
+	}
+
+	// A dirty work tree is refused by OpenSource itself.
+	if err := os.WriteFile(filepath.Join(dir, "content/day1/talk.md"), []byte("---\ntitle: Edited\n---\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var dirty *DirtyError
+	if _, err := OpenSource(SourceOptions{SiteDir: dir}); !errors.As(err, &dirty) {
+		t.Fatalf("OpenSource of a dirty tree: err = %v", err)
+	}
+}
+
 func TestSourceRefusals(t *testing.T) {
 	t.Run("not a repository", func(t *testing.T) {
 		_, err := ReadSource(SourceOptions{SiteDir: t.TempDir()})

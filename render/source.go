@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -71,6 +72,22 @@ type Source struct {
 	// mem holds the files under siteRoot, where Hugo reads them; Files is
 	// a view of it. Render works on mem directly instead of copying.
 	mem afero.Fs
+
+	// load reads the files into mem (OpenSource defers it to Load).
+	load     func() error
+	loadOnce sync.Once
+	loadErr  error
+}
+
+// Load reads the site's files into Files, once; Render calls it. Sources
+// from ReadSource are loaded already.
+func (s *Source) Load() error {
+	s.loadOnce.Do(func() {
+		if s.load != nil {
+			s.loadErr = s.load()
+		}
+	})
+	return s.loadErr
 }
 
 // Revision is the commit as the image labels carry it.
@@ -109,6 +126,21 @@ func (e *DirtyError) Error() string {
 
 // ReadSource reads the committed tree of the site at the requested revision.
 func ReadSource(opts SourceOptions) (*Source, error) {
+	src, err := OpenSource(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := src.Load(); err != nil {
+		return nil, err
+	}
+	return src, nil
+}
+
+// OpenSource is ReadSource without reading the files: it resolves the
+// commit, its branch and time, and refuses a dirty work tree, which is all
+// a release needs to tell whether this commit is deployed already. Load
+// (or Render) reads the files.
+func OpenSource(opts SourceOptions) (*Source, error) {
 	siteDir, err := filepath.Abs(opts.SiteDir)
 	if err != nil {
 		return nil, fmt.Errorf("site directory %q: %w", opts.SiteDir, err)
@@ -180,16 +212,15 @@ func ReadSource(opts SourceOptions) (*Source, error) {
 
 	if readWorkTree {
 		src.Dirty = true
-		err = copyWorkTree(src, siteDir, repoRoot, prefix)
-	} else {
-		tree, terr := commit.Tree()
-		if terr != nil {
-			return nil, fmt.Errorf("site repository %s: tree of %s: %w", repoRoot, hash, terr)
-		}
-		err = copyTree(src, repo, repoRoot, tree, prefix)
+		src.load = func() error { return copyWorkTree(src, siteDir, repoRoot, prefix) }
+		return src, nil
 	}
-	if err != nil {
-		return nil, err
+	src.load = func() error {
+		tree, err := commit.Tree()
+		if err != nil {
+			return fmt.Errorf("site repository %s: tree of %s: %w", repoRoot, hash, err)
+		}
+		return copyTree(src, repo, repoRoot, tree, prefix)
 	}
 	return src, nil
 }
