@@ -7,13 +7,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-
-	"github.com/notesctl/notesctl/internal/gctune"
 )
 
 func main() {
-	// Fewer collections while the heap is small (see internal/gctune).
-	gctune.SmallHeapFirst(gctune.SmallHeapPercent, gctune.Threshold)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv)
 	stop()
