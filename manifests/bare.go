@@ -23,8 +23,22 @@ import (
 //
 // That is only the same as a push when a push would run no code of the
 // repository's own, so a repository with receive hooks, a hooks path set in
-// any git config, or a shared-repository permission setting (which git
-// applies to the files it writes) is pushed to through git as before.
+// any git config, a shared-repository permission setting (which git
+// applies to the files it writes) or reflogs turned on is pushed to through
+// git as before. Unlike receive-pack, an in-place commit does not run
+// `git maintenance run --auto` afterwards: a repository written only this
+// way keeps its new objects loose (a handful per release) until `git gc`.
+
+// A run killed between creating the branch's ref lock and renaming it
+// would leave refs/heads/<branch>.lock behind, and git (like notesctl)
+// refuses to move the branch while it exists. git writes no owner into its
+// locks, so notesctl holds a lock of its own around the ref update,
+// refGuardFile, owner-stamped like index.lock (see lockOwnerLine) and naming
+// the commit the update writes. A later run that finds the guard of a
+// notesctl that is no longer running, and a ref lock holding exactly that
+// commit, knows the ref lock is that run's and removes it. A ref lock with
+// anything else in it is another writer's and is waited for.
+const refGuardFile = "notesctl-ref.lock"
 
 // receiveHooks are the hooks `git receive-pack` runs (githooks(5)).
 var receiveHooks = []string{"pre-receive", "update", "proc-receive", "post-receive", "post-update", "reference-transaction", "push-to-checkout"}
@@ -50,6 +64,10 @@ func pushThroughGit(repo *git.Repository, gitDir string) string {
 		}
 		if v := core.Options.Get("sharedRepository"); v != "" && v != "false" && v != "umask" && v != "0" {
 			return "core.sharedRepository is set (" + v + ")"
+		}
+		// Reflogs are git's to write.
+		if v := core.Options.Get("logAllRefUpdates"); v != "" && v != "false" {
+			return "core.logAllRefUpdates is set (" + v + ")"
 		}
 	}
 	for _, h := range receiveHooks {
@@ -79,7 +97,7 @@ func (s *session) commitInPlace(ctx context.Context, edit Edit) (*CommitResult, 
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("gitops commit to %s: %w", s.display, err)
 		}
-		res, err := s.commitInPlaceOnce(repo, gitDir, edit)
+		res, err := s.commitInPlaceOnce(ctx, repo, gitDir, edit)
 		if err == nil {
 			res.Attempts = attempt
 			return res, nil
@@ -106,7 +124,7 @@ func (s *session) commitInPlace(ctx context.Context, edit Edit) (*CommitResult, 
 // anywhere in it leaves the branch either where it was or at the new
 // commit: everything before the ref rename only adds unreferenced objects,
 // which git gc prunes.
-func (s *session) commitInPlaceOnce(repo *git.Repository, gitDir string, edit Edit) (*CommitResult, error) {
+func (s *session) commitInPlaceOnce(ctx context.Context, repo *git.Repository, gitDir string, edit Edit) (*CommitResult, error) {
 	fs, head, tree, err := snapshotBranch(repo, s.branchRef())
 	if err != nil {
 		return nil, fmt.Errorf("read branch %s of %s: %w", s.opts.Branch, s.display, err)
@@ -145,6 +163,14 @@ func (s *session) commitInPlaceOnce(repo *git.Repository, gitDir string, edit Ed
 	if err != nil {
 		return nil, fmt.Errorf("commit in %s: %w", s.local.path, err)
 	}
+	release, broken, err := s.takeLock(ctx, filepath.Join(gitDir, refGuardFile), "new="+hash.String())
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	if dead := guardedCommit(broken); dead != "" {
+		s.removeAbandonedRefLock(gitDir, dead)
+	}
 	if err := s.moveBranch(repo, gitDir, head.Hash, hash); err != nil {
 		return nil, err
 	}
@@ -164,4 +190,29 @@ func countBranches(repo *git.Repository) (int, error) {
 	n := 0
 	err = iter.ForEach(func(*plumbing.Reference) error { n++; return nil })
 	return n, err
+}
+
+// guardedCommit is the "new=" commit of a ref guard's owner line.
+func guardedCommit(owner string) string {
+	for _, f := range strings.Fields(owner) {
+		if v, ok := strings.CutPrefix(f, "new="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// removeAbandonedRefLock removes the branch's ref lock if it holds commit,
+// the update a notesctl that died under its guard was making (see
+// refGuardFile). It runs under our own guard, so no other notesctl is
+// between its lock and rename; git never writes our commit into a lock.
+func (s *session) removeAbandonedRefLock(gitDir, commit string) {
+	lock := filepath.Join(gitDir, filepath.FromSlash(s.branchRef().String())) + ".lock"
+	b, err := os.ReadFile(lock)
+	if err != nil || strings.TrimSpace(string(b)) != commit {
+		return
+	}
+	if err := os.Remove(lock); err == nil {
+		s.logf("removed %s, which a notesctl run that is no longer running left while moving branch %s to %s", lock, s.opts.Branch, commit[:min(7, len(commit))])
+	}
 }

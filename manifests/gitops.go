@@ -1454,8 +1454,19 @@ func processRunning(pid int) bool {
 // another process holds it and removing it when its notesctl owner died.
 // The returned function releases it.
 func (s *session) lockIndex(ctx context.Context, gitDir string) (func(), error) {
-	lock := filepath.Join(gitDir, "index.lock")
+	release, _, err := s.takeLock(ctx, filepath.Join(gitDir, "index.lock"), "")
+	return release, err
+}
+
+// takeLock takes the lock file at path by the rule above, with note (if
+// any) added to the owner line. broken is the content of the last stale
+// lock it removed on the way ("" for none), for a caller that must finish
+// or undo what that dead run left.
+func (s *session) takeLock(ctx context.Context, lock, note string) (release func(), broken string, err error) {
 	owner := lockOwnerLine()
+	if note != "" {
+		owner = append(bytes.TrimSuffix(owner, []byte("\n")), []byte(" "+note+"\n")...)
+	}
 	host, _ := os.Hostname()
 	for attempt := 1; ; attempt++ {
 		err := createLockFile(lock, owner)
@@ -1465,10 +1476,10 @@ func (s *session) lockIndex(ctx context.Context, gitDir string) (func(), error) 
 				if b, err := os.ReadFile(lock); err == nil && bytes.Equal(b, owner) {
 					_ = os.Remove(lock)
 				}
-			}, nil
+			}, broken, nil
 		}
 		if !errors.Is(err, os.ErrExist) {
-			return nil, fmt.Errorf("lock %s: %w", s.local.path, err)
+			return nil, "", fmt.Errorf("lock %s: %w", s.local.path, err)
 		}
 		held, rerr := os.ReadFile(lock)
 		if errors.Is(rerr, os.ErrNotExist) {
@@ -1476,16 +1487,17 @@ func (s *session) lockIndex(ctx context.Context, gitDir string) (func(), error) 
 		}
 		o, ours := parseLockOwner(held)
 		if ours && o.host == host && !processRunning(o.pid) && s.breakStaleLock(lock, held, o) {
+			broken = string(held)
 			continue
 		}
 		if attempt >= s.opts.MaxAttempts {
-			return nil, s.lockError(lock, held, o, ours, host)
+			return nil, "", s.lockError(lock, held, o, ours, host)
 		}
 		t := time.NewTimer(s.backoff(attempt))
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, fmt.Errorf("lock %s: %w", s.local.path, ctx.Err())
+			return nil, "", fmt.Errorf("lock %s: %w", s.local.path, ctx.Err())
 		case <-t.C:
 		}
 	}
@@ -1497,11 +1509,22 @@ func (s *session) lockIndex(ctx context.Context, gitDir string) (func(), error) 
 // after would, if the run were killed in between, be an empty lock no one
 // could tell from git's own.
 func createLockFile(lock string, owner []byte) error {
-	tmp := fmt.Sprintf("%s.notesctl-%d.tmp", lock, os.Getpid())
-	if err := os.WriteFile(tmp, owner, 0o644); err != nil {
+	// A name of its own per call: two commits of one process (a library
+	// user's goroutines) must not write each other's owner line.
+	f, err := os.CreateTemp(filepath.Dir(lock), filepath.Base(lock)+".notesctl-*.tmp")
+	if err != nil {
 		return err
 	}
+	tmp := f.Name()
 	defer os.Remove(tmp)
+	_, werr := f.Write(owner)
+	cerr := f.Close()
+	if err := errors.Join(werr, cerr); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, 0o644); err != nil {
+		return err
+	}
 	return os.Link(tmp, lock)
 }
 

@@ -6,9 +6,10 @@ package main
 // stalls a blob upload; then the release of the same commit runs again
 // without faults. It must converge to what an uninterrupted run gives: the
 // same image digest, exactly one update commit for it, git fsck clean, no
-// lock or journal left, the image complete. Both the offline mode (OCI
-// layout + local non-bare GitOps repository, committed in place) and the
-// registry + HTTP git mode are covered. Also: the index.lock rule for
+// lock or journal left, the image complete. The offline mode (OCI layout
+// + local non-bare GitOps repository, committed in place), the registry +
+// HTTP git mode and the registry + local bare repository mode (written in
+// place, manifests/bare.go) are covered. Also: the index.lock rule for
 // local GitOps repositories (see manifests/gitops.go, lockIndex).
 
 import (
@@ -218,7 +219,18 @@ func TestCrashRelease(t *testing.T) {
 		{after: "verify"},
 		{after: "verify", delay: 10 * time.Millisecond},
 	}
-	commits := siteCommits(t, site, 1, len(local)+len(remote))
+	// A bare GitOps repository given as a path is committed to in place
+	// (manifests/bare.go); the update takes a few milliseconds, so the
+	// kills after verify come close together.
+	bareKills := []killPoint{
+		{after: "push"},
+		{after: "verify"},
+		{after: "verify", delay: 1 * time.Millisecond},
+		{after: "verify", delay: 2 * time.Millisecond},
+		{after: "verify", delay: 4 * time.Millisecond},
+		{after: "verify", delay: 7 * time.Millisecond},
+	}
+	commits := siteCommits(t, site, 1, len(local)+len(remote)+len(bareKills))
 	want := referenceDigests(t, site, commits)
 	var kills atomic.Int32
 
@@ -253,16 +265,25 @@ func TestCrashRelease(t *testing.T) {
 		}
 	}
 
-	registryMode := func(t *testing.T) {
+	// registryMode releases to the registry behind the fault proxy and to
+	// the GitOps repository over HTTP or, inPlace, by its path.
+	registryMode := func(t *testing.T, inPlace bool) {
 		rig := newHardRig(t)
 		rig.site, rig.base = site, "scratch"
-		const n = "crash"
+		n, points, offset := "crash", remote, len(local)
+		if inPlace {
+			n, points, offset = "crash-bare", bareKills, len(local)+len(remote)
+		}
 		rig.gitops(t, n)
 		bare := rig.git.RepoPath(n + ".git")
 		first := rig.tip(t, n)
-		for j, kp := range remote {
-			i := len(local) + j
+		for j, kp := range points {
+			i := offset + j
 			args := rig.releaseArgs(n, "--revision", commits[i], "--output", "json")
+			if inPlace {
+				args = []string{"release", "--site", rig.site, "--image", rig.image(n), "--base", rig.base,
+					"--gitops", bare, "--revision", commits[i], "--output", "json"}
+			}
 			var stalled func() bool
 			if kp.stall {
 				rig.proxy.Inject(t, regserver.Fault{Method: "PATCH", Path: rig.paths(n, "blobs/uploads/."), Kind: regserver.FaultStall, Stall: time.Minute})
@@ -299,17 +320,28 @@ func TestCrashRelease(t *testing.T) {
 			if (kp.after == "push" || kp.after == "verify") && got.Build.BytesUploaded != 0 {
 				t.Errorf("%s: the rerun uploaded %d bytes again", kp, got.Build.BytesUploaded)
 			}
+			for _, f := range []string{"refs/heads/main.lock", "notesctl-ref.lock"} {
+				if _, err := os.Stat(filepath.Join(bare, f)); !errors.Is(err, os.ErrNotExist) {
+					t.Errorf("%s: %s left behind in the GitOps repository", kp, f)
+				}
+			}
 		}
 		assertLinear(t, bare, first)
 	}
-	concurrently(t, []string{"local", "registry"}, func(t *testing.T, i int) {
-		[]func(*testing.T){localMode, registryMode}[i](t)
+	concurrently(t, []string{"local", "registry", "bare-in-place"}, func(t *testing.T, i int) {
+		switch i {
+		case 0:
+			localMode(t)
+		default:
+			registryMode(t, i == 2)
+		}
 	})
-	t.Logf("kills: %d of %d kill points hit a running release", kills.Load(), len(local)+len(remote))
+	total := len(local) + len(remote) + len(bareKills)
+	t.Logf("kills: %d of %d kill points hit a running release", kills.Load(), total)
 	// Under heavy machine load a release can outrun its kill point; the
 	// convergence checks hold either way, this only guards against a
 	// harness that kills nothing.
-	if int(kills.Load()) < (len(local)+len(remote))/3 {
+	if int(kills.Load()) < total/3 {
 		t.Errorf("only %d kill points hit a running release", kills.Load())
 	}
 }
