@@ -12,7 +12,6 @@ import (
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/storage/filesystem"
 )
 
 // A bare repository on this machine is written in place: the new objects go
@@ -84,13 +83,9 @@ func pushThroughGit(repo *git.Repository, gitDir string) string {
 // forward from the tip it edited: when another writer moved it first, the
 // edit is applied again on the new tip, at most MaxAttempts times.
 func (s *session) commitInPlace(ctx context.Context, edit Edit) (*CommitResult, error) {
-	repo, err := git.PlainOpen(s.local.path)
+	repo, st, err := s.openLocal()
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", s.display, err)
-	}
-	st, ok := repo.Storer.(*filesystem.Storage)
-	if !ok {
-		return nil, fmt.Errorf("open %s: unexpected repository storage", s.local.path)
+		return nil, err
 	}
 	gitDir := st.Filesystem().Root()
 	for attempt := 1; ; attempt++ {
@@ -110,12 +105,8 @@ func (s *session) commitInPlace(ctx context.Context, edit Edit) (*CommitResult, 
 		}
 		delay := s.backoff(attempt)
 		s.logf("%v; retrying on the new tip in %s (attempt %d/%d)", err, delay.Round(time.Millisecond), attempt+1, s.opts.MaxAttempts)
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, fmt.Errorf("gitops commit to %s: %w", s.display, ctx.Err())
-		case <-t.C:
+		if err := sleepCtx(ctx, delay); err != nil {
+			return nil, fmt.Errorf("gitops commit to %s: %w", s.display, err)
 		}
 	}
 }
@@ -125,11 +116,7 @@ func (s *session) commitInPlace(ctx context.Context, edit Edit) (*CommitResult, 
 // commit: everything before the ref rename only adds unreferenced objects,
 // which git gc prunes.
 func (s *session) commitInPlaceOnce(ctx context.Context, repo *git.Repository, gitDir string, edit Edit) (*CommitResult, error) {
-	fs, head, tree, err := snapshotBranch(repo, s.branchRef())
-	if err != nil {
-		return nil, fmt.Errorf("read branch %s of %s: %w", s.opts.Branch, s.display, err)
-	}
-	if head.Hash == "" {
+	if _, err := repo.Reference(s.branchRef(), true); errors.Is(err, plumbing.ErrReferenceNotFound) {
 		// As over the wire: an empty repository gets the branch, one
 		// with other branches is probably the wrong branch name.
 		if n, err := countBranches(repo); err != nil {
@@ -139,25 +126,13 @@ func (s *session) commitInPlaceOnce(ctx context.Context, repo *git.Repository, g
 				ErrBranchNotFound, s.display, s.opts.Branch, n)
 		}
 	}
-	msg, changed, err := edit(fs, head)
-	if err != nil {
-		return nil, s.editError(head, err)
-	}
-	res := &CommitResult{Branch: s.opts.Branch, Hash: head.Hash}
-	if !changed {
-		s.logf("%s (branch %s) is up to date; nothing to commit", s.display, s.opts.Branch)
-		return res, nil
-	}
-	changes, err := diffTree(fs, tree)
+	head, tree, changes, msg, err := s.editBranch(repo, edit)
 	if err != nil {
 		return nil, err
 	}
+	res := &CommitResult{Branch: s.opts.Branch, Hash: head.Hash}
 	if len(changes) == 0 {
-		s.logf("edit reported changes but the tree of %s is unchanged; nothing to commit", s.display)
 		return res, nil
-	}
-	if strings.TrimSpace(msg) == "" {
-		return nil, errors.New("gitops commit: edit returned an empty commit message")
 	}
 	hash, err := s.writeCommit(repo.Storer, head, tree, changes, msg)
 	if err != nil {

@@ -7,9 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -117,66 +115,6 @@ func TestCommitBareInPlace(t *testing.T) {
 	}
 }
 
-// TestCommitBareInPlaceRace: writers committing in place and writers
-// pushing through git http-backend (receive-pack) to the same bare
-// repository all land, one after the other, with no merge and no loss:
-// the in-place writer takes git's own ref lock.
-func TestCommitBareInPlaceRace(t *testing.T) {
-	gitserver.RequireGit(t)
-	srv := gitserver.StartHTTPBackend(t, "bob", "race-pass")
-	bare := srv.RepoPath("gitops.git")
-	gitserver.SeedBareRepo(t, bare, "main", gitopsSeed(t))
-	const writers = 8
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
-	)
-	start := make(chan struct{})
-	for i := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			opts := gitopsOptions(bare)
-			if i%2 == 1 {
-				opts = gitopsOptions(srv.RepoURL("gitops.git"))
-				opts.Username, opts.Password = "bob", "race-pass"
-			}
-			opts.MaxAttempts = 30
-			tag := fmt.Sprintf("main-%07x-%d-hugo0.145.0", 0xdef000+i, 1746598316+i)
-			<-start
-			res, err := Commit(context.Background(), opts, gitopsSetTag(tag))
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err != nil:
-				errs = append(errs, fmt.Errorf("writer %d: %w", i, err))
-			case !res.Changed:
-				errs = append(errs, fmt.Errorf("writer %d: no change", i))
-			}
-		}()
-	}
-	close(start)
-	wg.Wait()
-	for _, err := range errs {
-		t.Error(err)
-	}
-	gitserver.Git(t, bare, "fsck", "--strict", "--no-progress")
-	if got := gitserver.Git(t, bare, "rev-list", "--merges", "main"); got != "" {
-		t.Errorf("history has merges: %s", got)
-	}
-	if got := gitserver.Git(t, bare, "rev-list", "--count", "main"); got != strconv.Itoa(writers+1) {
-		t.Errorf("commits = %s, want %d", got, writers+1)
-	}
-	seen := map[string]bool{}
-	for _, s := range strings.Split(gitserver.Git(t, bare, "log", "--format=%s", "main~"+strconv.Itoa(writers)+"..main"), "\n") {
-		seen[s] = true
-	}
-	if len(seen) != writers {
-		t.Errorf("distinct commits = %d, want %d", len(seen), writers)
-	}
-}
-
 // TestCommitStaleRefLock: a ref lock nobody releases is retried as a
 // writer that is moving the branch, then reported with what to remove;
 // the branch stays where it was. In place, and through receive-pack.
@@ -216,34 +154,6 @@ func TestCommitStaleRefLock(t *testing.T) {
 				t.Errorf("the lock someone else holds was touched: %v", err)
 			}
 		})
-	}
-}
-
-// TestCommitBareInPlaceEmpty: the first commit into an empty bare
-// repository creates the branch, in place, and git sees it as pushed.
-func TestCommitBareInPlaceEmpty(t *testing.T) {
-	gitserver.RequireGit(t)
-	bare := filepath.Join(t.TempDir(), "gitops.git")
-	gitserver.InitBareRepo(t, bare, "main")
-	const tag = "main-b9060af-1746598316-hugo0.145.0"
-	var res *CommitResult
-	var err error
-	t.Run("commit", func(t *testing.T) {
-		t.Setenv("PATH", t.TempDir())
-		res, err = Commit(context.Background(), gitopsOptions(bare), gitopsSetTag(tag))
-	})
-	if err != nil || !res.Changed {
-		t.Fatalf("Commit = %+v, %v", res, err)
-	}
-	gitserver.Git(t, bare, "fsck", "--strict", "--no-progress")
-	if got := gitserver.Git(t, bare, "rev-list", "--count", "main"); got != "1" {
-		t.Errorf("commits = %s, want 1", got)
-	}
-	if got := gitserver.Git(t, bare, "rev-parse", "main"); got != res.Hash {
-		t.Errorf("main = %s, result %s", got, res.Hash)
-	}
-	if got := gitopsTagIn(t, gitserver.Git(t, bare, "show", "main:"+gitopsDeployPath)); got != tag {
-		t.Errorf("tag = %q", got)
 	}
 }
 

@@ -271,13 +271,21 @@ func (s *session) commit(ctx context.Context, edit Edit, pre *git.Repository, pr
 			s.logf("push to %s lost a race (%v); retrying on the new tip in %s (attempt %d/%d)",
 				s.display, err, delay.Round(time.Millisecond), attempt+1, s.opts.MaxAttempts)
 		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, fmt.Errorf("gitops commit to %s: %w", s.display, ctx.Err())
-		case <-t.C:
+		if err := sleepCtx(ctx, delay); err != nil {
+			return nil, fmt.Errorf("gitops commit to %s: %w", s.display, err)
 		}
+	}
+}
+
+// sleepCtx waits for d, or returns ctx's error if it ends first.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 
@@ -870,13 +878,9 @@ func commitInfo(c *object.Commit) CommitInfo {
 // unreferenced objects, which git gc prunes); after 5 the next run redoes 6
 // from the journal.
 func (s *session) commitDirect(ctx context.Context, edit Edit) (*CommitResult, error) {
-	repo, err := git.PlainOpen(s.local.path)
+	repo, st, err := s.openLocal()
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", s.display, err)
-	}
-	st, ok := repo.Storer.(*filesystem.Storage)
-	if !ok {
-		return nil, fmt.Errorf("open %s: unexpected repository storage", s.local.path)
+		return nil, err
 	}
 	gitDir := st.Filesystem().Root()
 	unlock, err := s.lockIndex(ctx, gitDir)
@@ -926,29 +930,13 @@ func (s *session) commitDirect(ctx context.Context, edit Edit) (*CommitResult, e
 		return nil, fmt.Errorf("%w: %s: %s%s; commit or stash them first", ErrDirtyWorktree, s.local.path, strings.Join(dirty, ", "), more)
 	}
 
-	fs, head, tree, err := snapshotBranch(repo, s.branchRef())
-	if err != nil {
-		return nil, fmt.Errorf("read branch %s of %s: %w", s.opts.Branch, s.display, err)
-	}
-	msg, changed, err := edit(fs, head)
-	if err != nil {
-		return nil, s.editError(head, err)
-	}
-	res := &CommitResult{Branch: s.opts.Branch, Hash: head.Hash, Attempts: 1}
-	if !changed {
-		s.logf("%s (branch %s) is up to date; nothing to commit", s.display, s.opts.Branch)
-		return res, nil
-	}
-	changes, err := diffTree(fs, tree)
+	head, tree, changes, msg, err := s.editBranch(repo, edit)
 	if err != nil {
 		return nil, err
 	}
+	res := &CommitResult{Branch: s.opts.Branch, Hash: head.Hash, Attempts: 1}
 	if len(changes) == 0 {
-		s.logf("edit reported changes but the tree of %s is unchanged; nothing to commit", s.display)
 		return res, nil
-	}
-	if strings.TrimSpace(msg) == "" {
-		return nil, errors.New("gitops commit: edit returned an empty commit message")
 	}
 	for _, c := range changes {
 		if untracked[c.path] {
@@ -983,6 +971,48 @@ func (s *session) commitDirect(ctx context.Context, edit Edit) (*CommitResult, e
 	res.Hash, res.Changed, res.Files = hash.String(), true, j.Paths
 	s.logf("committed %s to %s (branch %s)", hash.String()[:7], s.local.path, s.opts.Branch)
 	return res, nil
+}
+
+// openLocal opens the repository on this machine with its storage.
+func (s *session) openLocal() (*git.Repository, *filesystem.Storage, error) {
+	repo, err := git.PlainOpen(s.local.path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open %s: %w", s.display, err)
+	}
+	st, ok := repo.Storer.(*filesystem.Storage)
+	if !ok {
+		return nil, nil, fmt.Errorf("open %s: unexpected repository storage", s.local.path)
+	}
+	return repo, st, nil
+}
+
+// editBranch applies edit to a snapshot of the branch tip of a repository
+// on this machine and returns what it changed against the tip's tree,
+// with the commit message; no changes means nothing to commit.
+func (s *session) editBranch(repo *git.Repository, edit Edit) (head CommitInfo, tree *object.Tree, changes []fileChange, msg string, err error) {
+	fs, head, tree, err := snapshotBranch(repo, s.branchRef())
+	if err != nil {
+		return head, nil, nil, "", fmt.Errorf("read branch %s of %s: %w", s.opts.Branch, s.display, err)
+	}
+	msg, changed, err := edit(fs, head)
+	if err != nil {
+		return head, nil, nil, "", s.editError(head, err)
+	}
+	if !changed {
+		s.logf("%s (branch %s) is up to date; nothing to commit", s.display, s.opts.Branch)
+		return head, tree, nil, "", nil
+	}
+	if changes, err = diffTree(fs, tree); err != nil {
+		return head, nil, nil, "", err
+	}
+	if len(changes) == 0 {
+		s.logf("edit reported changes but the tree of %s is unchanged; nothing to commit", s.display)
+		return head, tree, nil, "", nil
+	}
+	if strings.TrimSpace(msg) == "" {
+		return head, nil, nil, "", errors.New("gitops commit: edit returned an empty commit message")
+	}
+	return head, tree, changes, msg, nil
 }
 
 // finishInterrupted runs recoverDirect under the index lock when an
@@ -1493,12 +1523,8 @@ func (s *session) takeLock(ctx context.Context, lock, note string) (release func
 		if attempt >= s.opts.MaxAttempts {
 			return nil, "", s.lockError(lock, held, o, ours, host)
 		}
-		t := time.NewTimer(s.backoff(attempt))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, "", fmt.Errorf("lock %s: %w", s.local.path, ctx.Err())
-		case <-t.C:
+		if err := sleepCtx(ctx, s.backoff(attempt)); err != nil {
+			return nil, "", fmt.Errorf("lock %s: %w", s.local.path, err)
 		}
 	}
 }

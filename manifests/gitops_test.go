@@ -300,38 +300,55 @@ func TestCommitLocalWorktreeLocked(t *testing.T) {
 	}
 }
 
+// TestCommitEmptyRepository: an empty repository checks out empty, and
+// the first commit creates the branch, over HTTP and written in place into
+// a bare repository given as a path (then with no git on PATH).
 func TestCommitEmptyRepository(t *testing.T) {
 	gitserver.RequireGit(t)
 	srv := gitserver.StartHTTPBackend(t, "", "")
-	gitserver.InitBareRepo(t, srv.RepoPath("gitops.git"), "main")
-	opts := gitopsOptions(srv.RepoURL("gitops.git"))
+	for _, way := range []string{"http", "in place"} {
+		t.Run(way, func(t *testing.T) {
+			name := strings.ReplaceAll(way, " ", "-") + ".git"
+			bare := srv.RepoPath(name)
+			gitserver.InitBareRepo(t, bare, "main")
+			opts := gitopsOptions(srv.RepoURL(name))
+			if way == "in place" {
+				opts = gitopsOptions(bare)
+			}
 
-	fs, info, err := Checkout(context.Background(), opts)
-	if err != nil {
-		t.Fatalf("Checkout of an empty repository: %v", err)
-	}
-	if info.Hash != "" {
-		t.Errorf("Checkout of an empty repository: hash %q, want empty", info.Hash)
-	}
-	if entries, _ := fs.ReadDir("/"); len(entries) != 0 {
-		t.Errorf("Checkout of an empty repository has %d entries", len(entries))
-	}
+			fs, info, err := Checkout(context.Background(), opts)
+			if err != nil {
+				t.Fatalf("Checkout of an empty repository: %v", err)
+			}
+			if info.Hash != "" {
+				t.Errorf("Checkout of an empty repository: hash %q, want empty", info.Hash)
+			}
+			if entries, _ := fs.ReadDir("/"); len(entries) != 0 {
+				t.Errorf("Checkout of an empty repository has %d entries", len(entries))
+			}
 
-	const tag = "main-b9060af-1746598316-hugo0.145.0"
-	res, err := Commit(context.Background(), opts, gitopsSetTag(tag))
-	if err != nil {
-		t.Fatalf("Commit: %v", err)
-	}
-	bare := srv.RepoPath("gitops.git")
-	gitserver.Git(t, bare, "fsck", "--strict", "--no-progress")
-	if got := gitserver.Git(t, bare, "rev-list", "--count", "main"); got != "1" {
-		t.Errorf("commits = %s, want 1", got)
-	}
-	if got := gitserver.Git(t, bare, "rev-parse", "main"); got != res.Hash {
-		t.Errorf("main = %s, result hash %s", got, res.Hash)
-	}
-	if got := gitopsTagIn(t, gitserver.Git(t, bare, "show", "main:"+gitopsDeployPath)); got != tag {
-		t.Errorf("tag = %q", got)
+			const tag = "main-b9060af-1746598316-hugo0.145.0"
+			var res *CommitResult
+			t.Run("commit", func(t *testing.T) {
+				if way == "in place" {
+					t.Setenv("PATH", t.TempDir()) // no git to start
+				}
+				res, err = Commit(context.Background(), opts, gitopsSetTag(tag))
+			})
+			if err != nil {
+				t.Fatalf("Commit: %v", err)
+			}
+			gitserver.Git(t, bare, "fsck", "--strict", "--no-progress")
+			if got := gitserver.Git(t, bare, "rev-list", "--count", "main"); got != "1" {
+				t.Errorf("commits = %s, want 1", got)
+			}
+			if got := gitserver.Git(t, bare, "rev-parse", "main"); got != res.Hash {
+				t.Errorf("main = %s, result hash %s", got, res.Hash)
+			}
+			if got := gitopsTagIn(t, gitserver.Git(t, bare, "show", "main:"+gitopsDeployPath)); got != tag {
+				t.Errorf("tag = %q", got)
+			}
+		})
 	}
 }
 
@@ -550,73 +567,85 @@ func TestCommitSigned(t *testing.T) {
 	}
 }
 
+// TestCommitRace: writers racing on one branch all land, one after the
+// other, with no merge and no loss: all pushing over HTTP (receive-pack),
+// and half of them writing in place into the same bare repository by its
+// path, which takes git's own ref lock (manifests/bare.go).
 func TestCommitRace(t *testing.T) {
 	gitserver.RequireGit(t)
 	srv := gitserver.StartHTTPBackend(t, "bob", "race-pass")
-	bare := srv.RepoPath("gitops.git")
-	gitserver.SeedBareRepo(t, bare, "main", gitopsSeed(t))
-	const writers = 8
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		errs     []error
-		attempts int
-	)
-	start := make(chan struct{})
-	for i := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			opts := gitopsOptions(srv.RepoURL("gitops.git"))
-			opts.Username, opts.Password = "bob", "race-pass"
-			opts.MaxAttempts = 20
-			tag := fmt.Sprintf("main-%07x-%d-hugo0.145.0", 0xabc000+i, 1746598316+i)
-			<-start
-			res, err := Commit(context.Background(), opts, gitopsSetTag(tag))
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs = append(errs, fmt.Errorf("writer %d: %w", i, err))
-				return
+	for _, mode := range []string{"http", "http and in place"} {
+		t.Run(mode, func(t *testing.T) {
+			name := strings.ReplaceAll(mode, " ", "-") + ".git"
+			bare := srv.RepoPath(name)
+			gitserver.SeedBareRepo(t, bare, "main", gitopsSeed(t))
+			const writers = 8
+			var (
+				wg       sync.WaitGroup
+				mu       sync.Mutex
+				errs     []error
+				attempts int
+			)
+			start := make(chan struct{})
+			for i := range writers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					opts := gitopsOptions(srv.RepoURL(name))
+					opts.Username, opts.Password = "bob", "race-pass"
+					if mode != "http" && i%2 == 0 {
+						opts = gitopsOptions(bare)
+					}
+					opts.MaxAttempts = 30
+					tag := fmt.Sprintf("main-%07x-%d-hugo0.145.0", 0xabc000+i, 1746598316+i)
+					<-start
+					res, err := Commit(context.Background(), opts, gitopsSetTag(tag))
+					mu.Lock()
+					defer mu.Unlock()
+					if err != nil {
+						errs = append(errs, fmt.Errorf("writer %d: %w", i, err))
+						return
+					}
+					if !res.Changed {
+						errs = append(errs, fmt.Errorf("writer %d: no change", i))
+					}
+					attempts += res.Attempts
+				}()
 			}
-			if !res.Changed {
-				errs = append(errs, fmt.Errorf("writer %d: no change", i))
+			close(start)
+			wg.Wait()
+			for _, err := range errs {
+				t.Error(err)
 			}
-			attempts += res.Attempts
-		}()
-	}
-	close(start)
-	wg.Wait()
-	for _, err := range errs {
-		t.Error(err)
-	}
-	t.Logf("%d writers needed %d attempts in total", writers, attempts)
+			t.Logf("%d writers needed %d attempts in total", writers, attempts)
 
-	gitserver.Git(t, bare, "fsck", "--strict", "--no-progress")
-	if got := gitserver.Git(t, bare, "rev-list", "--merges", "main"); got != "" {
-		t.Errorf("history has merges: %s", got)
-	}
-	if got := gitserver.Git(t, bare, "rev-list", "--count", "main"); got != strconv.Itoa(writers+1) {
-		t.Errorf("commits = %s, want %d", got, writers+1)
-	}
-	// Every tag landed exactly once, and each commit changed only the deployment.
-	subjects := strings.Split(gitserver.Git(t, bare, "log", "--format=%s", "main~"+strconv.Itoa(writers)+"..main"), "\n")
-	seen := map[string]bool{}
-	for _, s := range subjects {
-		seen[strings.TrimPrefix(s, "notes: set image tag ")] = true
-	}
-	if len(seen) != writers {
-		t.Errorf("distinct tags in history = %d, want %d: %q", len(seen), writers, subjects)
-	}
-	last := strings.TrimPrefix(subjects[0], "notes: set image tag ")
-	if got := gitopsTagIn(t, gitserver.Git(t, bare, "show", "main:"+gitopsDeployPath)); got != last {
-		t.Errorf("final file holds %q, the last commit set %q", got, last)
-	}
-	for i := range writers {
-		rev := "main~" + strconv.Itoa(i)
-		if got := gitserver.Git(t, bare, "diff", "--name-only", rev+"~1", rev); got != gitopsDeployPath {
-			t.Errorf("%s changed %q", rev, got)
-		}
+			gitserver.Git(t, bare, "fsck", "--strict", "--no-progress")
+			if got := gitserver.Git(t, bare, "rev-list", "--merges", "main"); got != "" {
+				t.Errorf("history has merges: %s", got)
+			}
+			if got := gitserver.Git(t, bare, "rev-list", "--count", "main"); got != strconv.Itoa(writers+1) {
+				t.Errorf("commits = %s, want %d", got, writers+1)
+			}
+			// Every tag landed exactly once, and each commit changed only the deployment.
+			subjects := strings.Split(gitserver.Git(t, bare, "log", "--format=%s", "main~"+strconv.Itoa(writers)+"..main"), "\n")
+			seen := map[string]bool{}
+			for _, s := range subjects {
+				seen[strings.TrimPrefix(s, "notes: set image tag ")] = true
+			}
+			if len(seen) != writers {
+				t.Errorf("distinct tags in history = %d, want %d: %q", len(seen), writers, subjects)
+			}
+			last := strings.TrimPrefix(subjects[0], "notes: set image tag ")
+			if got := gitopsTagIn(t, gitserver.Git(t, bare, "show", "main:"+gitopsDeployPath)); got != last {
+				t.Errorf("final file holds %q, the last commit set %q", got, last)
+			}
+			for i := range writers {
+				rev := "main~" + strconv.Itoa(i)
+				if got := gitserver.Git(t, bare, "diff", "--name-only", rev+"~1", rev); got != gitopsDeployPath {
+					t.Errorf("%s changed %q", rev, got)
+				}
+			}
+		})
 	}
 }
 
