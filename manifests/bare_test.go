@@ -35,6 +35,13 @@ func TestCommitBareInPlace(t *testing.T) {
 		{name: "sample hooks only", inPlace: true, setup: func(t *testing.T, bare, _ string) {
 			gitserver.InstallHook(t, bare, "pre-receive.sample", "#!/bin/sh\nexit 1\n")
 		}},
+		{name: "packed by git gc", inPlace: true, setup: func(t *testing.T, bare, _ string) {
+			// Objects in a pack, the branch only in packed-refs.
+			gitserver.Git(t, bare, "gc", "--quiet")
+			if _, err := os.Stat(filepath.Join(bare, "refs", "heads", "main")); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("git gc left a loose ref: %v", err)
+			}
+		}},
 		{name: "hook not executable", inPlace: true, setup: func(t *testing.T, bare, _ string) {
 			gitserver.InstallHook(t, bare, "pre-receive", "#!/bin/sh\nexit 1\n")
 			if err := os.Chmod(filepath.Join(bare, "hooks", "pre-receive"), 0o644); err != nil {
