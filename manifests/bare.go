@@ -1,6 +1,7 @@
 package manifests
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,8 +11,8 @@ import (
 	"time"
 
 	"github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
+	formatcfg "github.com/go-git/go-git/v5/plumbing/format/config"
 )
 
 // A bare repository on this machine is written in place: the new objects go
@@ -33,31 +34,37 @@ import (
 // refuses to move the branch while it exists. git writes no owner into its
 // locks, so notesctl holds a lock of its own around the ref update,
 // refGuardFile, owner-stamped like index.lock (see lockOwnerLine) and naming
-// the commit the update writes. A later run that finds the guard of a
-// notesctl that is no longer running, and a ref lock holding exactly that
-// commit, knows the ref lock is that run's and removes it. A ref lock with
-// anything else in it is another writer's and is waited for.
+// the ref and the commit the update writes ("ref=refs/heads/main new=<sha>";
+// the ref lock itself never exists without that commit in it, see
+// moveBranch). A later run that finds the guard of a notesctl that is no
+// longer running, and that ref's lock holding exactly that commit, knows the
+// lock is that run's and removes it before it removes the guard, whatever
+// branch it commits to itself. A ref lock with anything else in it is
+// another writer's and is waited for.
 const refGuardFile = "notesctl-ref.lock"
 
 // receiveHooks are the hooks `git receive-pack` runs (githooks(5)).
 var receiveHooks = []string{"pre-receive", "update", "proc-receive", "post-receive", "post-update", "reference-transaction", "push-to-checkout"}
 
-// pushThroughGit says why a push to the bare repository at gitDir must go
-// through git receive-pack ("" when it can be written in place).
-func pushThroughGit(repo *git.Repository, gitDir string) string {
-	cfgs := []*config.Config{}
-	if local, err := repo.Config(); err == nil {
-		cfgs = append(cfgs, local)
-	} else {
-		return fmt.Sprintf("its config cannot be read (%v)", err)
+// pushThroughGit says why a push to branch of the bare repository at
+// gitDir must go through git receive-pack ("" when it can be written in
+// place). Where it cannot be sure what git would do, it says git.
+func pushThroughGit(gitDir, branch string) string {
+	if os.Getenv("GIT_CONFIG_PARAMETERS") != "" || os.Getenv("GIT_CONFIG_COUNT") != "" {
+		return "git configuration is given in the environment"
 	}
-	for _, scope := range []config.Scope{config.GlobalScope, config.SystemScope} {
-		if c, err := config.LoadConfig(scope); err == nil {
-			cfgs = append(cfgs, c)
+	for _, file := range gitConfigFiles(gitDir) {
+		cfg, err := readGitConfig(file)
+		if err != nil {
+			return fmt.Sprintf("%s cannot be read (%v)", file, err)
 		}
-	}
-	for _, c := range cfgs {
-		core := c.Raw.Section("core")
+		if cfg == nil {
+			continue
+		}
+		if cfg.HasSection("include") || cfg.HasSection("includeIf") {
+			return file + " includes other files"
+		}
+		core := cfg.Section("core")
 		if v := core.Options.Get("hooksPath"); v != "" {
 			return "core.hooksPath is set (" + v + ")"
 		}
@@ -69,6 +76,10 @@ func pushThroughGit(repo *git.Repository, gitDir string) string {
 			return "core.logAllRefUpdates is set (" + v + ")"
 		}
 	}
+	// git appends to a branch's reflog that exists, whatever the config.
+	if _, err := os.Stat(filepath.Join(gitDir, "logs", "refs", "heads", filepath.FromSlash(branch))); err == nil {
+		return "branch " + branch + " has a reflog"
+	}
 	for _, h := range receiveHooks {
 		fi, err := os.Stat(filepath.Join(gitDir, "hooks", h))
 		if err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
@@ -78,26 +89,76 @@ func pushThroughGit(repo *git.Repository, gitDir string) string {
 	return ""
 }
 
+// gitConfigFiles lists the config files git reads for the repository at
+// gitDir (git-config(1), FILES): system, global (both the XDG and the home
+// file), local.
+func gitConfigFiles(gitDir string) []string {
+	var files []string
+	if v := os.Getenv("GIT_CONFIG_NOSYSTEM"); v == "" || v == "0" || strings.EqualFold(v, "false") {
+		if f := os.Getenv("GIT_CONFIG_SYSTEM"); f != "" {
+			files = append(files, f)
+		} else {
+			files = append(files, "/etc/gitconfig")
+		}
+	}
+	if f, ok := os.LookupEnv("GIT_CONFIG_GLOBAL"); ok {
+		if f != "" {
+			files = append(files, f)
+		}
+	} else {
+		xdg := os.Getenv("XDG_CONFIG_HOME")
+		home, _ := os.UserHomeDir()
+		if xdg == "" && home != "" {
+			xdg = filepath.Join(home, ".config")
+		}
+		if xdg != "" {
+			files = append(files, filepath.Join(xdg, "git", "config"))
+		}
+		if home != "" {
+			files = append(files, filepath.Join(home, ".gitconfig"))
+		}
+	}
+	return append(files, filepath.Join(gitDir, "config"))
+}
+
+// readGitConfig parses a git config file; a missing file is nil.
+func readGitConfig(file string) (*formatcfg.Config, error) {
+	b, err := os.ReadFile(file)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	cfg := formatcfg.New()
+	if err := formatcfg.NewDecoder(bytes.NewReader(b)).Decode(cfg); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
 // commitInPlace commits to a bare repository on this machine (see the top
 // of this file). Like a push, it never moves the branch anywhere but
 // forward from the tip it edited: when another writer moved it first, the
 // edit is applied again on the new tip, at most MaxAttempts times.
 func (s *session) commitInPlace(ctx context.Context, edit Edit) (*CommitResult, error) {
-	repo, st, err := s.openLocal()
-	if err != nil {
-		return nil, err
-	}
-	gitDir := st.Filesystem().Root()
 	for attempt := 1; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("gitops commit to %s: %w", s.display, err)
 		}
-		res, err := s.commitInPlaceOnce(ctx, repo, gitDir, edit)
+		// Opened afresh each attempt: go-git reads the list of packs once,
+		// and the writer that moved the branch may have added a pack (a
+		// large push, a git gc).
+		repo, st, err := s.openLocal()
+		if err != nil {
+			return nil, err
+		}
+		res, retry, err := s.commitInPlaceOnce(ctx, repo, st.Filesystem().Root(), edit)
 		if err == nil {
 			res.Attempts = attempt
 			return res, nil
 		}
-		if !errors.Is(err, ErrConcurrentUpdates) {
+		if !retry {
 			return nil, err
 		}
 		if attempt >= s.opts.MaxAttempts {
@@ -115,46 +176,49 @@ func (s *session) commitInPlace(ctx context.Context, edit Edit) (*CommitResult, 
 // anywhere in it leaves the branch either where it was or at the new
 // commit: everything before the ref rename only adds unreferenced objects,
 // which git gc prunes.
-func (s *session) commitInPlaceOnce(ctx context.Context, repo *git.Repository, gitDir string, edit Edit) (*CommitResult, error) {
+//
+// retry reports a branch that another writer moved or holds (its ref lock):
+// the edit is worth running again on the new tip. A guard held by a live
+// notesctl is not: takeLock has waited for it already.
+func (s *session) commitInPlaceOnce(ctx context.Context, repo *git.Repository, gitDir string, edit Edit) (res *CommitResult, retry bool, err error) {
 	if _, err := repo.Reference(s.branchRef(), true); errors.Is(err, plumbing.ErrReferenceNotFound) {
 		// As over the wire: an empty repository gets the branch, one
 		// with other branches is probably the wrong branch name.
 		if n, err := countBranches(repo); err != nil {
-			return nil, fmt.Errorf("list branches of %s: %w", s.display, err)
+			return nil, false, fmt.Errorf("list branches of %s: %w", s.display, err)
 		} else if n > 0 {
-			return nil, fmt.Errorf("%w: %s has no branch %q (it has %d other branches); create it first",
+			return nil, false, fmt.Errorf("%w: %s has no branch %q (it has %d other branches); create it first",
 				ErrBranchNotFound, s.display, s.opts.Branch, n)
 		}
 	}
 	head, tree, changes, msg, err := s.editBranch(repo, edit)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	res := &CommitResult{Branch: s.opts.Branch, Hash: head.Hash}
+	res = &CommitResult{Branch: s.opts.Branch, Hash: head.Hash}
 	if len(changes) == 0 {
-		return res, nil
+		return res, false, nil
 	}
 	hash, err := s.writeCommit(repo.Storer, head, tree, changes, msg)
 	if err != nil {
-		return nil, fmt.Errorf("commit in %s: %w", s.local.path, err)
+		return nil, false, fmt.Errorf("commit in %s: %w", s.local.path, err)
 	}
-	release, broken, err := s.takeLock(ctx, filepath.Join(gitDir, refGuardFile), "new="+hash.String())
+	guard := filepath.Join(gitDir, refGuardFile)
+	release, err := s.takeLock(ctx, guard, "ref="+s.branchRef().String()+" new="+hash.String(),
+		func(held string) { s.removeAbandonedRefLock(gitDir, held) })
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer release()
-	if dead := guardedCommit(broken); dead != "" {
-		s.removeAbandonedRefLock(gitDir, dead)
-	}
 	if err := s.moveBranch(repo, gitDir, head.Hash, hash); err != nil {
-		return nil, err
+		return nil, errors.Is(err, ErrConcurrentUpdates), err
 	}
 	for _, c := range changes {
 		res.Files = append(res.Files, c.path)
 	}
 	res.Hash, res.Changed = hash.String(), true
 	s.logf("committed %s to %s (branch %s)", hash.String()[:7], s.local.path, s.opts.Branch)
-	return res, nil
+	return res, false, nil
 }
 
 func countBranches(repo *git.Repository) (int, error) {
@@ -167,27 +231,37 @@ func countBranches(repo *git.Repository) (int, error) {
 	return n, err
 }
 
-// guardedCommit is the "new=" commit of a ref guard's owner line.
-func guardedCommit(owner string) string {
+// guardedUpdate reads the ref and the commit a ref guard's owner line names.
+func guardedUpdate(owner string) (ref, commit string) {
 	for _, f := range strings.Fields(owner) {
+		if v, ok := strings.CutPrefix(f, "ref="); ok {
+			ref = v
+		}
 		if v, ok := strings.CutPrefix(f, "new="); ok {
-			return v
+			commit = v
 		}
 	}
-	return ""
+	return ref, commit
 }
 
-// removeAbandonedRefLock removes the branch's ref lock if it holds commit,
-// the update a notesctl that died under its guard was making (see
-// refGuardFile). It runs under our own guard, so no other notesctl is
-// between its lock and rename; git never writes our commit into a lock.
-func (s *session) removeAbandonedRefLock(gitDir, commit string) {
-	lock := filepath.Join(gitDir, filepath.FromSlash(s.branchRef().String())) + ".lock"
+// removeAbandonedRefLock removes the ref lock named by the guard of a
+// notesctl that died (see refGuardFile) if it holds the commit that run
+// was writing. It runs under the breaker of that guard, before the guard
+// goes, so no other notesctl is between its ref lock and rename, and a run
+// killed here leaves the guard for the next one; git never writes our
+// commit into a lock.
+func (s *session) removeAbandonedRefLock(gitDir, guard string) {
+	ref, commit := guardedUpdate(guard)
+	name := plumbing.ReferenceName(ref)
+	if commit == "" || name.Validate() != nil || !strings.HasPrefix(ref, "refs/") {
+		return
+	}
+	lock := filepath.Join(gitDir, filepath.FromSlash(ref)) + ".lock"
 	b, err := os.ReadFile(lock)
 	if err != nil || strings.TrimSpace(string(b)) != commit {
 		return
 	}
 	if err := os.Remove(lock); err == nil {
-		s.logf("removed %s, which a notesctl run that is no longer running left while moving branch %s to %s", lock, s.opts.Branch, commit[:min(7, len(commit))])
+		s.logf("removed %s, which a notesctl run that is no longer running left while moving %s to %s", lock, name.Short(), commit[:min(7, len(commit))])
 	}
 }

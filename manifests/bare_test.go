@@ -4,15 +4,98 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/notesctl/notesctl/internal/gitserver"
 )
+
+// TestPushThroughGit: the configuration git reads decides, file by file,
+// and what notesctl cannot evaluate (includes, configuration in the
+// environment) sends the push through git.
+func TestPushThroughGit(t *testing.T) {
+	gitserver.RequireGit(t)
+	write := func(t *testing.T, file, content string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(file, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const hooks = "[core]\n\thooksPath = /srv/hooks\n"
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, bare, home string)
+		want  string // part of the reason; "" for in place
+	}{
+		{name: "nothing set", setup: func(*testing.T, string, string) {}},
+		{name: "hooksPath in the repository", want: "core.hooksPath", setup: func(t *testing.T, bare, _ string) {
+			gitserver.Git(t, bare, "config", "core.hooksPath", "/srv/hooks")
+		}},
+		{name: "hooksPath in ~/.gitconfig", want: "core.hooksPath", setup: func(t *testing.T, _, home string) {
+			write(t, filepath.Join(home, ".gitconfig"), hooks)
+		}},
+		{name: "hooksPath in the XDG config, beside a ~/.gitconfig", want: "core.hooksPath", setup: func(t *testing.T, _, home string) {
+			write(t, filepath.Join(home, ".gitconfig"), "[user]\n\tname = x\n")
+			write(t, filepath.Join(home, ".config", "git", "config"), hooks)
+		}},
+		{name: "hooksPath in GIT_CONFIG_GLOBAL", want: "core.hooksPath", setup: func(t *testing.T, _, home string) {
+			write(t, filepath.Join(home, "other.gitconfig"), hooks)
+			t.Setenv("GIT_CONFIG_GLOBAL", filepath.Join(home, "other.gitconfig"))
+		}},
+		{name: "hooksPath in GIT_CONFIG_SYSTEM", want: "core.hooksPath", setup: func(t *testing.T, _, home string) {
+			write(t, filepath.Join(home, "system.gitconfig"), hooks)
+			t.Setenv("GIT_CONFIG_NOSYSTEM", "")
+			t.Setenv("GIT_CONFIG_SYSTEM", filepath.Join(home, "system.gitconfig"))
+		}},
+		{name: "an include", want: "includes other files", setup: func(t *testing.T, bare, home string) {
+			gitserver.Git(t, bare, "config", "include.path", filepath.Join(home, "more.gitconfig"))
+		}},
+		{name: "an includeIf", want: "includes other files", setup: func(t *testing.T, _, home string) {
+			write(t, filepath.Join(home, ".gitconfig"), "[includeIf \"gitdir:/srv/\"]\n\tpath = more\n")
+		}},
+		{name: "configuration in the environment", want: "environment", setup: func(t *testing.T, _, _ string) {
+			t.Setenv("GIT_CONFIG_COUNT", "1")
+			t.Setenv("GIT_CONFIG_KEY_0", "core.hooksPath")
+			t.Setenv("GIT_CONFIG_VALUE_0", "/srv/hooks")
+		}},
+		{name: "shared repository", want: "core.sharedRepository", setup: func(t *testing.T, bare, _ string) {
+			gitserver.Git(t, bare, "config", "core.sharedRepository", "group")
+		}},
+		{name: "a reflog of the branch", want: "has a reflog", setup: func(t *testing.T, bare, _ string) {
+			write(t, filepath.Join(bare, "logs", "refs", "heads", "main"), "")
+		}},
+		{name: "a post-receive hook", want: "post-receive hook", setup: func(t *testing.T, bare, _ string) {
+			gitserver.InstallHook(t, bare, "post-receive", "#!/bin/sh\n")
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			bare := filepath.Join(t.TempDir(), "gitops.git")
+			gitserver.InitBareRepo(t, bare, "main")
+			home := t.TempDir()
+			t.Setenv("HOME", home)
+			t.Setenv("XDG_CONFIG_HOME", "")
+			t.Setenv("GIT_CONFIG_GLOBAL", "")
+			if err := os.Unsetenv("GIT_CONFIG_GLOBAL"); err != nil {
+				t.Fatal(err)
+			}
+			tc.setup(t, bare, home)
+			got := pushThroughGit(bare, "main")
+			if (got == "") != (tc.want == "") || !strings.Contains(got, tc.want) {
+				t.Errorf("pushThroughGit = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
 
 // TestCommitBareInPlace: a bare repository on this machine is committed to
 // in place only when a push would run none of its code; otherwise the push
@@ -177,32 +260,41 @@ func TestCommitBareInPlaceAbandonedRefLock(t *testing.T) {
 	}
 	host, _ := os.Hostname()
 	const abandoned = "0123456789abcdef0123456789abcdef01234567"
-	guard := func(pid int) string {
-		return fmt.Sprintf("notesctl pid=%d host=%s started=%s new=%s\n", pid, host, time.Now().Add(-time.Minute).UTC().Format(time.RFC3339), abandoned)
+	guard := func(pid int, branch string) string {
+		return fmt.Sprintf("notesctl pid=%d host=%s started=%s ref=refs/heads/%s new=%s\n",
+			pid, host, time.Now().Add(-time.Minute).UTC().Format(time.RFC3339), branch, abandoned)
 	}
 	tests := []struct {
-		name    string
-		guard   string // content of notesctl-ref.lock, "" for none
-		refLock string // content of refs/heads/main.lock, "" for none
-		wantErr string // "" when the commit must land
+		name      string
+		guard     string // content of notesctl-ref.lock, "" for none
+		branch    string // the branch whose ref lock the test leaves (default main)
+		refLock   string // content of that ref lock
+		noRefLock bool   // leave no ref lock
+		wantErr   string // "" when the commit must land
 	}{
-		{name: "dead run's guard and lock", guard: guard(dead.Process.Pid), refLock: abandoned + "\n"},
-		{name: "dead run's guard only", guard: guard(dead.Process.Pid)},
-		{name: "another writer's ref lock", guard: guard(dead.Process.Pid), refLock: strings.Repeat("f", 40) + "\n", wantErr: "main.lock exists"},
-		{name: "guard of a running notesctl", guard: guard(os.Getpid()), wantErr: "which is still running"},
+		{name: "dead run's guard and lock", guard: guard(dead.Process.Pid, "main"), refLock: abandoned + "\n"},
+		{name: "dead run's guard only", guard: guard(dead.Process.Pid, "main"), noRefLock: true},
+		{name: "dead run on another branch", guard: guard(dead.Process.Pid, "staging"), branch: "staging", refLock: abandoned + "\n"},
+		{name: "another writer's ref lock", guard: guard(dead.Process.Pid, "main"), refLock: strings.Repeat("f", 40) + "\n", wantErr: "main.lock exists"},
+		{name: "an empty ref lock (not notesctl's)", guard: guard(dead.Process.Pid, "main"), refLock: "", wantErr: "main.lock exists"},
+		{name: "guard of a running notesctl", guard: guard(os.Getpid(), "main"), noRefLock: true, wantErr: "which is still running"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			bare := filepath.Join(t.TempDir(), "gitops.git")
 			seed := gitserver.SeedBareRepo(t, bare, "main", gitopsSeed(t))
 			guardFile := filepath.Join(bare, refGuardFile)
-			refLock := filepath.Join(bare, "refs", "heads", "main.lock")
+			branch := tc.branch
+			if branch == "" {
+				branch = "main"
+			}
+			refLock := filepath.Join(bare, "refs", "heads", branch+".lock")
 			if tc.guard != "" {
 				if err := os.WriteFile(guardFile, []byte(tc.guard), 0o644); err != nil {
 					t.Fatal(err)
 				}
 			}
-			if tc.refLock != "" {
+			if !tc.noRefLock {
 				if err := os.WriteFile(refLock, []byte(tc.refLock), 0o644); err != nil {
 					t.Fatal(err)
 				}
@@ -220,7 +312,7 @@ func TestCommitBareInPlaceAbandonedRefLock(t *testing.T) {
 				if got := gitserver.Git(t, bare, "rev-parse", "main"); got != seed {
 					t.Errorf("main moved to %s", got)
 				}
-				if tc.refLock != "" {
+				if !tc.noRefLock {
 					if b, err := os.ReadFile(refLock); err != nil || string(b) != tc.refLock {
 						t.Errorf("another writer's ref lock was touched: %q, %v", b, err)
 					}
@@ -236,9 +328,64 @@ func TestCommitBareInPlaceAbandonedRefLock(t *testing.T) {
 					t.Errorf("%s left behind", f)
 				}
 			}
-			if tc.refLock != "" && !strings.Contains(logs.String(), "removed "+refLock) {
+			if !tc.noRefLock && !strings.Contains(logs.String(), "removed "+refLock) {
 				t.Errorf("the removal of the abandoned ref lock is not reported:\n%s", logs.String())
 			}
 		})
+	}
+}
+
+// TestCommitBareInPlaceKilled: a child process commits in place in a loop
+// and is killed with SIGKILL at a random moment, 40 times; after every
+// kill the next commit must land (nothing the dead run left may block it),
+// and at the end git fsck is clean and the history linear.
+func TestCommitBareInPlaceKilled(t *testing.T) {
+	if bare := os.Getenv("NOTESCTL_TEST_KILL_BARE"); bare != "" {
+		// The child: commit until killed.
+		opts := gitopsOptions(bare)
+		opts.MaxAttempts = 50
+		for i := 0; ; i++ {
+			tag := fmt.Sprintf("main-%07x-%d-hugo0.145.0", os.Getpid()&0xfffffff, 1746598316+i)
+			if _, err := Commit(context.Background(), opts, gitopsSetTag(tag)); err != nil {
+				fmt.Fprintln(os.Stderr, "child:", err)
+				os.Exit(3)
+			}
+		}
+	}
+	gitserver.RequireGit(t)
+	bare := filepath.Join(t.TempDir(), "gitops.git")
+	seed := gitserver.SeedBareRepo(t, bare, "main", gitopsSeed(t))
+	rng := rand.New(rand.NewPCG(1, 2))
+	recovered := 0
+	for i := range 40 {
+		child := exec.Command(os.Args[0], "-test.run=^TestCommitBareInPlaceKilled$")
+		child.Env = append(os.Environ(), "NOTESCTL_TEST_KILL_BARE="+bare)
+		child.Stderr = os.Stderr
+		if err := child.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(20+rng.IntN(60)) * time.Millisecond)
+		_ = child.Process.Signal(syscall.SIGKILL)
+		_ = child.Wait()
+
+		var logs strings.Builder
+		opts := gitopsOptions(bare)
+		opts.MaxAttempts = 3
+		opts.Logger = func(format string, args ...any) { fmt.Fprintf(&logs, format+"\n", args...) }
+		res, err := Commit(context.Background(), opts, gitopsSetTag(fmt.Sprintf("main-fffffff-%d-hugo0.145.0", i)))
+		if err != nil || !res.Changed {
+			t.Fatalf("kill %d: the next commit = %+v, %v\n%s", i, res, err, logs.String())
+		}
+		if strings.Contains(logs.String(), "removed") {
+			recovered++
+		}
+	}
+	t.Logf("40 kills; %d next runs removed a lock the killed run left", recovered)
+	gitserver.Git(t, bare, "fsck", "--strict", "--no-progress")
+	if got := gitserver.Git(t, bare, "rev-list", "--merges", "main"); got != "" {
+		t.Errorf("history has merges: %s", got)
+	}
+	if _, err := exec.Command("git", "-C", bare, "merge-base", "--is-ancestor", seed, "main").CombinedOutput(); err != nil {
+		t.Errorf("the seed is no longer an ancestor of main: %v", err)
 	}
 }

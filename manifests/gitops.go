@@ -504,7 +504,7 @@ func inspectLocal(path, branch string) (*localRepo, error) {
 	}
 	l := &localRepo{path: path}
 	if cfg.Core.IsBare {
-		l.inPlace = pushThroughGit(repo, path) == ""
+		l.inPlace = pushThroughGit(path, branch) == ""
 		return l, nil
 	}
 	head, err := repo.Storer.Reference(plumbing.HEAD)
@@ -1286,19 +1286,17 @@ func (s *session) moveBranch(repo *git.Repository, gitDir, old string, new plumb
 		return err
 	}
 	lock := file + ".lock"
-	f, err := os.OpenFile(lock, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	// The lock appears with the new value already in it (see
+	// createLockFile; the temporary file stays out of refs/, where git
+	// would read it as a ref): a kill can leave the lock behind, but never
+	// an empty one, so the guard of an in-place commit can tell it as its
+	// own (bare.go).
+	err := createLockFile(lock, gitDir, []byte(new.String()+"\n"))
 	if errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("%w: %s exists: another git process is updating branch %s in %s (if none is, remove it: rm %s)",
 			ErrConcurrentUpdates, lock, s.opts.Branch, s.local.path, shellQuote(lock))
 	}
 	if err != nil {
-		return err
-	}
-	_, werr := f.WriteString(new.String() + "\n")
-	serr := f.Sync()
-	cerr := f.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
-		_ = os.Remove(lock)
 		return err
 	}
 	cur, err := repo.Storer.Reference(name)
@@ -1484,74 +1482,89 @@ func processRunning(pid int) bool {
 // another process holds it and removing it when its notesctl owner died.
 // The returned function releases it.
 func (s *session) lockIndex(ctx context.Context, gitDir string) (func(), error) {
-	release, _, err := s.takeLock(ctx, filepath.Join(gitDir, "index.lock"), "")
-	return release, err
+	return s.takeLock(ctx, filepath.Join(gitDir, "index.lock"), "", nil)
 }
 
 // takeLock takes the lock file at path by the rule above, with note (if
-// any) added to the owner line. broken is the content of the last stale
-// lock it removed on the way ("" for none), for a caller that must finish
-// or undo what that dead run left.
-func (s *session) takeLock(ctx context.Context, lock, note string) (release func(), broken string, err error) {
+// any) added to the owner line. onStale, if set, is called with the
+// content of a stale lock before it is removed, to undo what its dead
+// owner left; the lock stays until onStale returns, so a run killed
+// during onStale leaves the record for the next one.
+func (s *session) takeLock(ctx context.Context, lock, note string, onStale func(held string)) (release func(), err error) {
 	owner := lockOwnerLine()
 	if note != "" {
 		owner = append(bytes.TrimSuffix(owner, []byte("\n")), []byte(" "+note+"\n")...)
 	}
 	host, _ := os.Hostname()
 	for attempt := 1; ; attempt++ {
-		err := createLockFile(lock, owner)
+		err := createLockFile(lock, filepath.Dir(lock), owner)
 		if err == nil {
 			return func() {
 				// Remove only our own lock.
 				if b, err := os.ReadFile(lock); err == nil && bytes.Equal(b, owner) {
 					_ = os.Remove(lock)
 				}
-			}, broken, nil
+			}, nil
 		}
 		if !errors.Is(err, os.ErrExist) {
-			return nil, "", fmt.Errorf("lock %s: %w", s.local.path, err)
+			return nil, fmt.Errorf("lock %s: %w", s.local.path, err)
 		}
 		held, rerr := os.ReadFile(lock)
 		if errors.Is(rerr, os.ErrNotExist) {
 			continue // released meanwhile
 		}
 		o, ours := parseLockOwner(held)
-		if ours && o.host == host && !processRunning(o.pid) && s.breakStaleLock(lock, held, o) {
-			broken = string(held)
+		if ours && o.host == host && !processRunning(o.pid) && s.breakStaleLock(lock, held, o, onStale) {
 			continue
 		}
 		if attempt >= s.opts.MaxAttempts {
-			return nil, "", s.lockError(lock, held, o, ours, host)
+			return nil, s.lockError(lock, held, o, ours, host)
 		}
 		if err := sleepCtx(ctx, s.backoff(attempt)); err != nil {
-			return nil, "", fmt.Errorf("lock %s: %w", s.local.path, err)
+			return nil, fmt.Errorf("lock %s: %w", s.local.path, err)
 		}
 	}
 }
 
-// createLockFile creates lock holding owner, atomically: the owner line is
-// written to a private file first and then hard-linked to the lock name
-// (which fails if the lock exists). A lock created empty and written
-// after would, if the run were killed in between, be an empty lock no one
-// could tell from git's own.
-func createLockFile(lock string, owner []byte) error {
+// createLockFile creates lock holding content, atomically: the content is
+// written to a private file in tmpDir and synced, then hard-linked to the
+// lock name (which fails if the lock exists). A lock created empty and
+// written after would, if the run were killed in between, be an empty lock
+// no one could tell from git's own. Private files that a killed run left
+// are removed once they are old.
+func createLockFile(lock, tmpDir string, content []byte) error {
+	prefix := filepath.Base(lock) + ".notesctl-"
+	removeOldTemps(tmpDir, prefix)
 	// A name of its own per call: two commits of one process (a library
 	// user's goroutines) must not write each other's owner line.
-	f, err := os.CreateTemp(filepath.Dir(lock), filepath.Base(lock)+".notesctl-*.tmp")
+	f, err := os.CreateTemp(tmpDir, prefix+"*.tmp")
 	if err != nil {
 		return err
 	}
 	tmp := f.Name()
 	defer os.Remove(tmp)
-	_, werr := f.Write(owner)
+	_, werr := f.Write(content)
+	serr := f.Sync()
 	cerr := f.Close()
-	if err := errors.Join(werr, cerr); err != nil {
+	if err := errors.Join(werr, serr, cerr); err != nil {
 		return err
 	}
 	if err := os.Chmod(tmp, 0o644); err != nil {
 		return err
 	}
 	return os.Link(tmp, lock)
+}
+
+// removeOldTemps removes createLockFile's private files in dir that are
+// more than ten minutes old: a run that is alive holds one for
+// microseconds.
+func removeOldTemps(dir, prefix string) {
+	matches, _ := filepath.Glob(filepath.Join(dir, prefix+"*.tmp"))
+	for _, m := range matches {
+		if fi, err := os.Lstat(m); err == nil && time.Since(fi.ModTime()) > 10*time.Minute {
+			_ = os.Remove(m)
+		}
+	}
 }
 
 // clearStaleLock removes index.lock if a notesctl run on this host that
@@ -1564,13 +1577,13 @@ func (s *session) clearStaleLock(gitDir string) {
 	}
 	host, _ := os.Hostname()
 	if o, ours := parseLockOwner(held); ours && o.host == host && !processRunning(o.pid) {
-		s.breakStaleLock(lock, held, o)
+		s.breakStaleLock(lock, held, o, nil)
 	}
 }
 
 // breakStaleLock removes the lock if it still holds exactly stale; see the
 // comment above lockOwnerLine.
-func (s *session) breakStaleLock(lock string, stale []byte, o lockOwner) bool {
+func (s *session) breakStaleLock(lock string, stale []byte, o lockOwner, onStale func(held string)) bool {
 	breaker := lock + ".notesctl-break"
 	f, err := os.OpenFile(breaker, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if err != nil {
@@ -1586,6 +1599,9 @@ func (s *session) breakStaleLock(lock string, stale []byte, o lockOwner) bool {
 	cur, err := os.ReadFile(lock)
 	if err != nil || !bytes.Equal(cur, stale) {
 		return false
+	}
+	if onStale != nil {
+		onStale(string(stale))
 	}
 	if err := os.Remove(lock); err != nil {
 		return false

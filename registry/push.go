@@ -310,10 +310,18 @@ func (s *session) publish(repo name.Repository, dest string, art Artifact, tags 
 	if err := s.writeRetrying(repo.Tag(tags[0]), art); err != nil {
 		return nil, err
 	}
-	pub.AlreadyPresent = !s.stats.wroteManifest()
+	pub.AlreadyPresent = !s.stats.wroteAnything()
 	for _, tag := range tags[1:] {
-		// remote.Tag, too, writes nothing when the tag is already right.
-		if err := remote.Tag(repo.Tag(tag), art.taggable(), s.ropts...); err != nil {
+		ref := repo.Tag(tag)
+		if pub.AlreadyPresent {
+			// remote.Tag writes the manifest whatever the tag holds; a
+			// HEAD first keeps a fully present release from writing
+			// anything (registries with immutable tags refuse the PUT).
+			if d, err := remote.Head(ref, s.ropts...); err == nil && d.Digest == digest {
+				continue
+			}
+		}
+		if err := remote.Tag(ref, art.taggable(), s.ropts...); err != nil {
 			return nil, fmt.Errorf("tag %s: %w", tag, err)
 		}
 	}
@@ -465,13 +473,14 @@ type pushStats struct {
 	bytes     int64
 	uploaded  map[string]bool
 	existing  map[string]bool
-	manifests int // manifests written (PUT answered 201)
+	manifests int // manifests written (PUT answered 2xx)
 }
 
-func (p *pushStats) wroteManifest() bool {
+// wroteAnything reports whether a manifest or a blob was written.
+func (p *pushStats) wroteAnything() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.manifests > 0
+	return p.manifests > 0 || len(p.uploaded) > 0 || p.bytes > 0
 }
 
 func newPushStats() *pushStats {
@@ -531,7 +540,7 @@ func (c *countingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		c.mark(c.stats.uploaded, q.Get("digest"))
 	case upload && req.Method == http.MethodPost && resp.StatusCode == http.StatusCreated && q.Get("mount") != "":
 		c.mark(c.stats.existing, q.Get("mount"))
-	case req.Method == http.MethodPut && resp.StatusCode == http.StatusCreated && strings.Contains(req.URL.Path, "/manifests/"):
+	case req.Method == http.MethodPut && resp.StatusCode/100 == 2 && strings.Contains(req.URL.Path, "/manifests/"):
 		c.stats.mu.Lock()
 		c.stats.manifests++
 		c.stats.mu.Unlock()

@@ -213,6 +213,10 @@ func TestPublishInProcess(t *testing.T) {
 			if got := srv.Uploads.Bytes(); got != 0 {
 				t.Errorf("second push sent %d blob bytes to the server", got)
 			}
+			// Nor a manifest, for the first tag or the extra one.
+			if got := srv.Uploads.ManifestPuts(); got != 0 {
+				t.Errorf("second push wrote %d manifests", got)
+			}
 		})
 	}
 }

@@ -88,6 +88,7 @@ func FetchLabels(ctx context.Context, ref string, opts PublishOptions) (map[stri
 	if err != nil {
 		return nil, v1.Hash{}, s.wrap(fmt.Errorf("read labels of %s: %w", ref, err))
 	}
+	c.seen = map[v1.Hash]cachedManifest{}
 	labels, h, err := c.labels(r, tag)
 	if err != nil {
 		return nil, v1.Hash{}, s.wrap(fmt.Errorf("read labels of %s: %w", ref, err))
@@ -128,8 +129,11 @@ type regClient struct {
 	ctx    context.Context
 	repo   name.Repository
 	client *http.Client
-	// seen holds the manifests read so far by their digest, so that a
-	// manifest read by tag is not read again by digest.
+	// seen, when set, holds the manifests read so far by their digest, so
+	// that a manifest read by tag is not read again by digest. FetchLabels
+	// sets it; Verify does not, since that the registry serves the manifest
+	// by its digest (as Flux and the kubelet pull it) is part of what it
+	// checks.
 	seen map[v1.Hash]cachedManifest
 }
 
@@ -168,7 +172,7 @@ func (c *regClient) do(method, url, accept string) (*http.Response, error) {
 // manifest fetches a manifest by tag or digest and checks its content
 // against the digest when fetched by digest.
 func (c *regClient) manifest(ident string) ([]byte, types.MediaType, v1.Hash, error) {
-	if h, err := v1.NewHash(ident); err == nil {
+	if h, err := v1.NewHash(ident); err == nil && c.seen != nil {
 		if m, ok := c.seen[h]; ok {
 			return m.body, m.mt, h, nil
 		}
@@ -193,10 +197,9 @@ func (c *regClient) manifest(ident string) ([]byte, types.MediaType, v1.Hash, er
 		return nil, "", v1.Hash{}, fmt.Errorf("manifest %s: registry returned content with digest %s", ident, got)
 	}
 	mt := manifestMediaType(resp.Header.Get("Content-Type"), body)
-	if c.seen == nil {
-		c.seen = map[v1.Hash]cachedManifest{}
+	if c.seen != nil {
+		c.seen[got] = cachedManifest{body: body, mt: mt}
 	}
-	c.seen[got] = cachedManifest{body: body, mt: mt}
 	return body, mt, got, nil
 }
 
@@ -286,6 +289,10 @@ func (c *regClient) labels(r name.Reference, tag string) (map[string]string, v1.
 
 type fetchManifest func(v1.Hash) ([]byte, types.MediaType, error)
 
+// maxConcurrentChecks bounds the blob checks of one manifest that run at
+// once (go-containerregistry's default upload concurrency is 4).
+const maxConcurrentChecks = 4
+
 // verifyTree walks an index or image manifest and checks every child
 // manifest and blob.
 func verifyTree(root v1.Hash, fetch fetchManifest, blobExists func(v1.Descriptor) error) error {
@@ -325,10 +332,12 @@ func verifyTree(root v1.Hash, fetch fetchManifest, blobExists func(v1.Descriptor
 			// the error reported is the first in manifest order.
 			errs := make([]error, 1+len(m.Layers))
 			var wg sync.WaitGroup
+			slots := make(chan struct{}, maxConcurrentChecks)
 			check := func(i int, d v1.Descriptor, what string) {
 				wg.Add(1)
+				slots <- struct{}{}
 				go func() {
-					defer wg.Done()
+					defer func() { <-slots; wg.Done() }()
 					if err := blobExists(d); err != nil {
 						errs[i] = fmt.Errorf("%s: %s: %w", path, what, err)
 					}

@@ -21,8 +21,9 @@ import (
 // uploads (POST, PATCH and PUT under /v2/<name>/blobs/uploads/). It is the
 // server-side truth that tests compare client-reported numbers against.
 type UploadCounter struct {
-	bytes   atomic.Int64
-	commits atomic.Int64
+	bytes     atomic.Int64
+	commits   atomic.Int64
+	manifests atomic.Int64
 }
 
 // Bytes returns the blob upload body bytes received so far.
@@ -32,10 +33,14 @@ func (c *UploadCounter) Bytes() int64 { return c.bytes.Load() }
 // monolithic POST carrying ?digest=) with a 201 answer.
 func (c *UploadCounter) Commits() int64 { return c.commits.Load() }
 
-// Reset sets both counters to zero.
+// ManifestPuts returns how many manifest PUTs the server received.
+func (c *UploadCounter) ManifestPuts() int64 { return c.manifests.Load() }
+
+// Reset sets the counters to zero.
 func (c *UploadCounter) Reset() {
 	c.bytes.Store(0)
 	c.commits.Store(0)
+	c.manifests.Store(0)
 }
 
 // IsBlobUpload reports whether r writes into a blob upload session.
@@ -50,6 +55,9 @@ func IsBlobUpload(r *http.Request) bool {
 // Wrap returns h with blob upload bodies counted into c.
 func (c *UploadCounter) Wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut && strings.HasPrefix(r.URL.Path, "/v2/") && strings.Contains(r.URL.Path, "/manifests/") {
+			c.manifests.Add(1)
+		}
 		if !IsBlobUpload(r) {
 			h.ServeHTTP(w, r)
 			return
