@@ -159,6 +159,8 @@ func TestCommitBareInPlace(t *testing.T) {
 
 			opts := gitopsOptions(bare)
 			opts.MaxAttempts = 2
+			var logs strings.Builder
+			opts.Logger = func(format string, args ...any) { fmt.Fprintf(&logs, format+"\n", args...) }
 			var res *CommitResult
 			var err error
 			t.Run("commit", func(t *testing.T) {
@@ -178,6 +180,10 @@ func TestCommitBareInPlace(t *testing.T) {
 			}
 			if err != nil {
 				t.Fatalf("Commit: %v", err)
+			}
+			// A push through git says why.
+			if said := strings.Contains(logs.String(), "through git receive-pack: "); said == tc.inPlace {
+				t.Errorf("log says it went through git = %v, want %v:\n%s", said, !tc.inPlace, logs.String())
 			}
 			head := gitopsVerifyCommit(t, bare, seed, tag)
 			if !res.Changed || res.Hash != head || strings.Join(res.Files, ",") != gitopsDeployPath {

@@ -244,6 +244,9 @@ func (s *session) commit(ctx context.Context, edit Edit, pre *git.Repository, pr
 	if s.local != nil && s.local.inPlace {
 		return s.commitInPlace(ctx, edit)
 	}
+	if s.local != nil && s.local.viaGit != "" {
+		s.logf("pushing to %s through git receive-pack: %s", s.display, s.local.viaGit)
+	}
 	for attempt := 1; ; attempt++ {
 		res, retry, err := s.attempt(ctx, edit, pre, preHead)
 		pre = nil
@@ -349,6 +352,8 @@ type localRepo struct {
 	// inPlace: bare, and a push would run none of its own code, so the
 	// commit is written into it directly (bare.go).
 	inPlace bool
+	// viaGit says why a bare repository is pushed to through git instead.
+	viaGit string
 }
 
 func newSession(opts GitOpsOptions) (*session, error) {
@@ -504,7 +509,8 @@ func inspectLocal(path, branch string) (*localRepo, error) {
 	}
 	l := &localRepo{path: path}
 	if cfg.Core.IsBare {
-		l.inPlace = pushThroughGit(path, branch) == ""
+		l.viaGit = pushThroughGit(path, branch)
+		l.inPlace = l.viaGit == ""
 		return l, nil
 	}
 	head, err := repo.Storer.Reference(plumbing.HEAD)

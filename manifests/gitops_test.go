@@ -22,6 +22,7 @@ import (
 	"github.com/go-git/go-billy/v5/util"
 
 	"github.com/notesctl/notesctl/internal/gitserver"
+	"github.com/notesctl/notesctl/internal/testenv"
 )
 
 const (
@@ -536,12 +537,7 @@ func gitopsSigningKey(t *testing.T, passphrase string) (keyFile, gnupgHome strin
 
 func TestCommitSigned(t *testing.T) {
 	gitserver.RequireGit(t)
-	if _, err := exec.LookPath("gpg"); err != nil {
-		if os.Getenv("NOTESCTL_REQUIRE_TOOLS") == "1" {
-			t.Fatal("gpg not found on PATH (apt-get install -y gnupg)")
-		}
-		t.Skip("gpg not found on PATH")
-	}
+	testenv.LookPath(t, "gpg", "apt-get install -y gnupg")
 	keyFile, gnupgHome := gitopsSigningKey(t, "sign-pass")
 	bare := filepath.Join(t.TempDir(), "gitops.git")
 	seed := gitserver.SeedBareRepo(t, bare, "main", gitopsSeed(t))

@@ -20,6 +20,8 @@ import (
 	"github.com/go-git/go-billy/v5/osfs"
 	"github.com/go-git/go-billy/v5/util"
 	"sigs.k8s.io/yaml"
+
+	"github.com/notesctl/notesctl/internal/testenv"
 )
 
 // scaffoldUpdateGoldens reports whether -update was given. The flag is declared once
@@ -319,13 +321,7 @@ func TestScaffoldOptionErrors(t *testing.T) {
 // TestScaffoldKustomizeBuild runs the real kustomize over the scaffold
 // (go install sigs.k8s.io/kustomize/kustomize/v5@v5.8.2).
 func TestScaffoldKustomizeBuild(t *testing.T) {
-	kustomize, err := exec.LookPath("kustomize")
-	if err != nil {
-		if os.Getenv("NOTESCTL_REQUIRE_TOOLS") == "1" {
-			t.Fatal("kustomize not found on PATH (NOTESCTL_REQUIRE_TOOLS=1)")
-		}
-		t.Skip("kustomize not found on PATH")
-	}
+	kustomize := testenv.LookPath(t, "kustomize", "go install sigs.k8s.io/kustomize/kustomize/v5@v5.8.2")
 	for _, tc := range scaffoldCases {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()

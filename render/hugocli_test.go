@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/notesctl/notesctl/internal/sitegen"
+	"github.com/notesctl/notesctl/internal/testenv"
 )
 
 // TestStaticFilesPublished: the hugo CLI copies static/ itself, outside
@@ -34,10 +35,7 @@ func TestMatchesHugoCLI(t *testing.T) {
 		}
 	}
 	if err != nil {
-		if os.Getenv("NOTESCTL_REQUIRE_TOOLS") == "1" {
-			t.Fatalf("hugo v%s not on PATH (go install github.com/gohugoio/hugo@v%s)", HugoVersion(), HugoVersion())
-		}
-		t.Skipf("hugo v%s not on PATH", HugoVersion())
+		testenv.Missing(t, "hugo v%s not on PATH (go install github.com/gohugoio/hugo@v%s)", HugoVersion(), HugoVersion())
 	}
 	dir := t.TempDir()
 	if err := sitegen.CopyFixture(dir); err != nil {

@@ -37,6 +37,7 @@ import (
 
 	"github.com/notesctl/notesctl/internal/gitserver"
 	"github.com/notesctl/notesctl/internal/regserver"
+	"github.com/notesctl/notesctl/internal/testenv"
 	"github.com/notesctl/notesctl/internal/testimage"
 )
 
@@ -127,7 +128,7 @@ type badShared struct {
 func (s *badShared) distribution(t *testing.T) *regserver.DistributionServer {
 	t.Helper()
 	if s.dist == nil {
-		t.Skipf("no Distribution registry: %s", s.distErr)
+		testenv.Missing(t, "no Distribution registry: %s", s.distErr)
 	}
 	return s.dist
 }
@@ -182,7 +183,7 @@ func TestBadInput(t *testing.T) {
 		}
 		// One Distribution for every case that needs one, started here
 		// (not in a parallel subtest) so that it stops with this test.
-		if _, err := regserver.LookupDistribution(); err != nil && os.Getenv(regserver.RequireToolsEnv) != "1" {
+		if _, err := regserver.LookupDistribution(); err != nil && !testenv.ToolsRequired() {
 			shared.distErr = err.Error()
 		} else {
 			shared.dist = regserver.Distribution(t, regserver.DistributionOptions{User: badRegUser, Password: badRegPass, TLS: true})

@@ -5,6 +5,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/notesctl/notesctl/internal/testenv"
 )
 
 // TestTerminalProgress runs the release under a pseudo-terminal (util-linux
@@ -12,13 +14,7 @@ import (
 // then redrawn in place as done; without a terminal the same run prints
 // plain lines only.
 func TestTerminalProgress(t *testing.T) {
-	scriptBin, err := exec.LookPath("script")
-	if err != nil {
-		if os.Getenv("NOTESCTL_REQUIRE_TOOLS") == "1" {
-			t.Fatal("script (util-linux) not found")
-		}
-		t.Skip("script (util-linux) not found")
-	}
+	scriptBin := testenv.LookPath(t, "script", "apt-get install -y util-linux")
 	site := newSite(t)
 	cmd := exec.Command(scriptBin, "-qec", notesctlBin+" release --local", "/dev/null")
 	cmd.Dir = site

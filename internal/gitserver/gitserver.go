@@ -25,6 +25,8 @@ import (
 	"github.com/fluxcd/pkg/gittestserver"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/notesctl/notesctl/internal/testenv"
 )
 
 // Fixed identity and dates for seed commits, so that seeded repositories have
@@ -36,17 +38,10 @@ const (
 	SeedMessage     = "seed"
 )
 
-// RequireGit skips the test when the git CLI is missing.
+// RequireGit returns the git CLI, or ends the test (testenv.Missing).
 func RequireGit(t testing.TB) string {
 	t.Helper()
-	p, err := exec.LookPath("git")
-	if err != nil {
-		if os.Getenv("NOTESCTL_REQUIRE_TOOLS") == "1" {
-			t.Fatalf("git CLI not found on PATH (NOTESCTL_REQUIRE_TOOLS=1): %v", err)
-		}
-		t.Skip("git CLI not found on PATH")
-	}
-	return p
+	return testenv.LookPath(t, "git", "apt-get install -y git")
 }
 
 // Git runs the git CLI in dir with a hermetic environment (no user or system

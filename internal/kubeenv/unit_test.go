@@ -143,13 +143,7 @@ func TestReadCRDs(t *testing.T) {
 
 // The CRDs the build script collected are the ones the tests install.
 func TestReadCRDsFromTheCache(t *testing.T) {
-	tools, err := FindTools(false)
-	if err != nil {
-		if os.Getenv(EnvRequireTools) == "1" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
+	tools := requireTools(t, false)
 	crds, err := ReadCRDs(tools.CRDDir)
 	if err != nil {
 		t.Fatal(err)

@@ -22,11 +22,9 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
-)
 
-// RequireToolsEnv names the environment variable that turns a missing
-// external tool from a skip into a failure (CI sets it to 1).
-const RequireToolsEnv = "NOTESCTL_REQUIRE_TOOLS"
+	"github.com/notesctl/notesctl/internal/testenv"
+)
 
 // DistributionOptions configures Distribution.
 type DistributionOptions struct {
@@ -86,10 +84,7 @@ func Distribution(t testing.TB, opts DistributionOptions) *DistributionServer {
 	t.Helper()
 	bin, err := LookupDistribution()
 	if err != nil {
-		if os.Getenv(RequireToolsEnv) == "1" {
-			t.Fatalf("regserver: %v (%s=1)", err, RequireToolsEnv)
-		}
-		t.Skipf("regserver: %v", err)
+		testenv.Missing(t, "regserver: %v", err)
 	}
 	if (opts.User == "") != (opts.Password == "") {
 		t.Fatalf("regserver: DistributionOptions needs both User and Password, or neither")

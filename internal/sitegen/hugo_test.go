@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/notesctl/notesctl/internal/testenv"
 )
 
 // The hugo CLI is the reference renderer for the fixture: the sites must
@@ -18,25 +20,18 @@ import (
 
 const hugoVersion = "0.145.0"
 
-// hugoBinary returns the path of a hugo v0.145.0 binary on PATH. Without one
-// the test is skipped, or fails if NOTESCTL_REQUIRE_TOOLS=1.
+// hugoBinary returns the path of a hugo v0.145.0 binary on PATH, or ends
+// the test (testenv.Missing).
 func hugoBinary(t *testing.T) string {
 	t.Helper()
-	missing := t.Skipf
-	if os.Getenv("NOTESCTL_REQUIRE_TOOLS") == "1" {
-		missing = t.Fatalf
-	}
-	bin, err := exec.LookPath("hugo")
-	if err != nil {
-		missing("hugo not on PATH (go install github.com/gohugoio/hugo@v%s): %v", hugoVersion, err)
-		return ""
-	}
+	install := "go install github.com/gohugoio/hugo@v" + hugoVersion
+	bin := testenv.LookPath(t, "hugo", install)
 	out, err := exec.Command(bin, "version").CombinedOutput()
 	if err != nil {
 		t.Fatalf("hugo version: %v\n%s", err, out)
 	}
 	if !strings.Contains(string(out), "v"+hugoVersion+" ") && !strings.Contains(string(out), "v"+hugoVersion+"-") {
-		missing("hugo on PATH is not v%s: %s", hugoVersion, out)
+		testenv.Missing(t, "hugo on PATH is not v%s (%s): %s", hugoVersion, install, out)
 	}
 	return bin
 }
