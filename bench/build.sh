@@ -58,21 +58,16 @@ run_notesctl() { # SITE OUT LOG
 run_rendersite() { # SITE LOG
 	measure "$2" "$RENDERSITE" -site "$1"
 }
-run_hugo() { # SITE OUT LOG
-	rm -rf "$2"
-	measure "$3" "$HUGO_BIN" --source "$1" --destination "$2" --quiet
-}
 
 for kind in $SITES; do
 	site="$WORK/site-$kind"
 	make_site "$kind" "$site"
-	label="$kind"
-	[ "$kind" = fixture ] && label="testdata/site"
+	label="$(site_label "$kind")"
 	printf '%s: load %s ... ' "$label" "$(load)" >&2
 
 	# Warm-up: page cache, binaries.
 	run_notesctl "$site" "$WORK/oci-$kind" "$WORK/notesctl-$kind.log" >/dev/null
-	run_hugo "$site.hugo" "$WORK/public-$kind" "$WORK/hugo-$kind.log" >/dev/null
+	hugo_render "$site.hugo" "$WORK/public-$kind" "$WORK/hugo-$kind.log" >/dev/null
 	files=$(find "$WORK/public-$kind" -type f | wc -l)
 
 	[ "$RENDERONLY" = 1 ] && run_rendersite "$site" "$WORK/rendersite-$kind.log" >/dev/null
@@ -81,9 +76,9 @@ for kind in $SITES; do
 	for i in $(seq 1 "$N"); do
 		if [ $((i % 2)) = 1 ]; then
 			read -r t m < <(run_notesctl "$site" "$WORK/oci-$kind" "$WORK/notesctl-$kind.log")
-			read -r u k < <(run_hugo "$site.hugo" "$WORK/public-$kind" "$WORK/hugo-$kind.log")
+			read -r u k < <(hugo_render "$site.hugo" "$WORK/public-$kind" "$WORK/hugo-$kind.log")
 		else
-			read -r u k < <(run_hugo "$site.hugo" "$WORK/public-$kind" "$WORK/hugo-$kind.log")
+			read -r u k < <(hugo_render "$site.hugo" "$WORK/public-$kind" "$WORK/hugo-$kind.log")
 			read -r t m < <(run_notesctl "$site" "$WORK/oci-$kind" "$WORK/notesctl-$kind.log")
 		fi
 		nt+=("$t") nm+=("$m") ht+=("$u") hm+=("$k")

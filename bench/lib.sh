@@ -84,6 +84,16 @@ make_site() {
 	(cd "$dir" && tar --exclude=./.git -cf - .) | (cd "$dir.hugo" && tar -xf -)
 }
 
+# site_label KIND names a site in the tables: testdata/site or its page count.
+site_label() { if [ "$1" = fixture ]; then echo testdata/site; else echo "$1"; fi; }
+
+# hugo_render SITE OUT LOG renders SITE with the hugo CLI ($HUGO_BIN) into an
+# empty OUT, measured like any command (see measure).
+hugo_render() {
+	rm -rf "$2"
+	measure "$3" "$HUGO_BIN" --source "$1" --destination "$2" --quiet
+}
+
 # measure LOG CMD... runs CMD once with stdout and stderr to LOG and prints
 # "<wall ns> <peak RSS KiB>". Fails the script if CMD fails.
 measure() {

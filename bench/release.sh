@@ -118,10 +118,6 @@ release() { # SITE IMAGE GITOPS LOG
 	measure "$4" "$NOTESCTL" release --site "$1" --image "$2" --insecure --base scratch \
 		--gitops "$3" --output json
 }
-hugo_render() { # SITE OUT LOG
-	rm -rf "$2"
-	measure "$3" "$HUGO_BIN" --source "$1" --destination "$2" --quiet
-}
 # stages LOG: the stage durations of a release's JSON output, on one line.
 stages() { tr -d ' \n' <"$1" | grep -o '"durations":{[^}]*}' | sed 's/"durations"://; s/"//g'; }
 # expect LOG WHAT PATTERN: a release's JSON output must show it did WHAT.
@@ -147,8 +143,7 @@ seed_gitops "$template" "$REG/bench/notes"
 for kind in $SITES; do
 	site="$WORK/site-$kind"
 	make_site "$kind" "$site"
-	label="$kind"
-	[ "$kind" = fixture ] && label="testdata/site"
+	label="$(site_label "$kind")"
 	printf '%s: load %s ... ' "$label" "$(load)" >&2
 
 	# Warm-up (page cache, binaries, registry): one release and one render.
