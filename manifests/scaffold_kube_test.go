@@ -37,6 +37,7 @@ import (
 	"github.com/notesctl/notesctl/internal/gitserver"
 	"github.com/notesctl/notesctl/internal/kubeenv"
 	"github.com/notesctl/notesctl/manifests"
+	"github.com/notesctl/notesctl/manifests/gitops"
 )
 
 // kubeScaffoldCases are scaffolds applied to a real kube-apiserver. Their
@@ -270,8 +271,8 @@ func TestScaffoldDeploysWithFlux(t *testing.T) {
 	// applied by Flux once the GitRepository is asked to reconcile.
 	newTag := "main-c0ffee1-1746600000-hugo0.145.0"
 	policy := manifests.Policy{Namespace: "flux-system", Name: "notes", Image: opts.Image, Tag: newTag}
-	res, err := manifests.Commit(ctx, manifests.GitOpsOptions{URL: srv.RepoURL(repoName), Branch: "main"},
-		func(fs billy.Filesystem, _ manifests.CommitInfo) (string, bool, error) {
+	res, err := gitops.Commit(ctx, gitops.Options{URL: srv.RepoURL(repoName), Branch: "main"},
+		func(fs billy.Filesystem, _ gitops.CommitInfo) (string, bool, error) {
 			r, err := manifests.Update(fs, ".", []manifests.Policy{policy}, manifests.UpdateOptions{})
 			if err != nil {
 				return "", false, err

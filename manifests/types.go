@@ -1,10 +1,16 @@
-// Package manifests owns the GitOps repository: scaffolding the Kubernetes
-// and Flux objects for the notes site, the Flux-compatible setter update, and
-// the GitOps commit and push.
+// Package manifests owns what the GitOps repository holds: scaffolding the
+// Kubernetes and Flux objects for the notes site and the Flux-compatible
+// setter update, on any billy filesystem. Getting those files to and from
+// git (clone, commit, push, local in-place commits) is package
+// manifests/gitops.
 //
 // It never renders sites or builds images: its input is the image reference
 // that was published.
 package manifests
+
+// DefaultGitOpsBranch is the branch of the GitOps repository Flux watches
+// unless told otherwise.
+const DefaultGitOpsBranch = "main"
 
 // Policy is the value of one Flux ImagePolicy as the update engine applies
 // it: the setter markers that name Namespace:Name get Image, Tag and Digest.

@@ -12,6 +12,7 @@ import (
 	"github.com/go-git/go-billy/v5"
 
 	"github.com/notesctl/notesctl/manifests"
+	"github.com/notesctl/notesctl/manifests/gitops"
 	"github.com/notesctl/notesctl/pipeline/rollout"
 	"github.com/notesctl/notesctl/registry"
 	"github.com/notesctl/notesctl/render"
@@ -33,7 +34,7 @@ Image: {{.Image}}
 type ReleaseOptions struct {
 	Build BuildOptions
 	// GitOps is the repository the update commit goes to.
-	GitOps manifests.GitOpsOptions
+	GitOps gitops.Options
 	// Policy is the Flux ImagePolicy the markers name, "namespace:name".
 	Policy string
 	// MessageTemplate is a text/template over MessageData; empty = default.
@@ -152,7 +153,7 @@ func Release(ctx context.Context, opts ReleaseOptions, sink Sink) (*ReleaseResul
 	// be read or has no marker for the policy fails the release before
 	// anything is pushed.
 	var deployed []manifests.Found
-	var ws *manifests.Workspace
+	var ws *gitops.Workspace
 	if err := r.stage(StageUpdate, func() (string, error) {
 		var err error
 		ws, deployed, err = preflightGitOps(ctx, opts.GitOps, manifests.Policy{Namespace: ns, Name: pname, Image: p.repo.Name(), Tag: p.tag})
@@ -240,7 +241,7 @@ func Release(ctx context.Context, opts ReleaseOptions, sink Sink) (*ReleaseResul
 // skipRelease reports a release whose image the GitOps repository already
 // deploys; with --wait it still follows the tip into the cluster, since a
 // commit may be made but not yet applied.
-func skipRelease(ctx context.Context, r *runner, opts ReleaseOptions, p *plannedBuild, res *ReleaseResult, ref string, head manifests.CommitInfo) (*ReleaseResult, error) {
+func skipRelease(ctx context.Context, r *runner, opts ReleaseOptions, p *plannedBuild, res *ReleaseResult, ref string, head gitops.CommitInfo) (*ReleaseResult, error) {
 	res.Skipped = true
 	res.Reason = fmt.Sprintf("the GitOps repository already deploys %s, built from commit %s with Hugo %s", ref, p.src.ShortCommit(), generatorVersion())
 	res.Build = &BuildResult{Image: ref, Tag: p.tag, Commit: p.src.Commit, Revision: p.src.Revision(), Branch: p.src.Branch, CommitTime: p.src.Time, Repository: p.repo.Name(), Generator: render.GeneratorName, GeneratorVer: generatorVersion()}
@@ -257,11 +258,11 @@ func skipRelease(ctx context.Context, r *runner, opts ReleaseOptions, p *planned
 	return res, err
 }
 
-func gitopsBranch(o manifests.GitOpsOptions) string {
+func gitopsBranch(o gitops.Options) string {
 	if o.Branch != "" {
 		return o.Branch
 	}
-	return manifests.DefaultGitOpsBranch
+	return gitops.DefaultBranch
 }
 
 func shortCommit(c string) string {
@@ -310,8 +311,8 @@ func renderMessage(t string, d MessageData) (string, error) {
 
 // updateGitOps applies the policy to the GitOps repository and commits. The
 // edit runs again on a fresh tip if the push races another release.
-func updateGitOps(ctx context.Context, r *runner, ws *manifests.Workspace, opts ReleaseOptions, policy manifests.Policy, data MessageData, out *GitOpsResult) (string, error) {
-	edit := func(fsys billy.Filesystem, head manifests.CommitInfo) (string, bool, error) {
+func updateGitOps(ctx context.Context, r *runner, ws *gitops.Workspace, opts ReleaseOptions, policy manifests.Policy, data MessageData, out *GitOpsResult) (string, error) {
+	edit := func(fsys billy.Filesystem, head gitops.CommitInfo) (string, bool, error) {
 		newer, err := newerRelease(fsys, policy)
 		if err != nil {
 			return "", false, err
@@ -401,8 +402,8 @@ func tagOf(f manifests.Found) string {
 // preflightGitOps checks out the GitOps branch tip (kept for the commit)
 // and reads what the policy's markers hold there. No marker is an error that names the files that did not
 // parse, if any.
-func preflightGitOps(ctx context.Context, o manifests.GitOpsOptions, policy manifests.Policy) (*manifests.Workspace, []manifests.Found, error) {
-	ws, err := manifests.Open(ctx, o)
+func preflightGitOps(ctx context.Context, o gitops.Options, policy manifests.Policy) (*gitops.Workspace, []manifests.Found, error) {
+	ws, err := gitops.Open(ctx, o)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/notesctl/notesctl/internal/sitegen"
 	"github.com/notesctl/notesctl/internal/sitegit"
 	"github.com/notesctl/notesctl/manifests"
+	"github.com/notesctl/notesctl/manifests/gitops"
 	"github.com/notesctl/notesctl/registry"
 )
 
@@ -54,8 +55,8 @@ func benchGitOpsTemplate(b *testing.B) string {
 }
 
 // benchReleaseOptions releases siteDir into the OCI layout at layout and the
-// local GitOps repository at gitops, as `release --local` does.
-func benchReleaseOptions(siteDir, layout, gitops string) ReleaseOptions {
+// local GitOps repository at gitopsDir, as `release --local` does.
+func benchReleaseOptions(siteDir, layout, gitopsDir string) ReleaseOptions {
 	return ReleaseOptions{
 		Build: BuildOptions{
 			SiteDir: siteDir,
@@ -64,7 +65,7 @@ func benchReleaseOptions(siteDir, layout, gitops string) ReleaseOptions {
 			Base:    "scratch",
 			WebRoot: registry.DefaultWebRoot,
 		},
-		GitOps: manifests.GitOpsOptions{URL: gitops, Branch: "main"},
+		GitOps: gitops.Options{URL: gitopsDir, Branch: "main"},
 	}
 }
 

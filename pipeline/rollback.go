@@ -9,13 +9,14 @@ import (
 	"github.com/go-git/go-billy/v5"
 
 	"github.com/notesctl/notesctl/manifests"
+	"github.com/notesctl/notesctl/manifests/gitops"
 	"github.com/notesctl/notesctl/pipeline/rollout"
 	"github.com/notesctl/notesctl/registry"
 )
 
 // RollbackOptions say what to roll back to.
 type RollbackOptions struct {
-	GitOps manifests.GitOpsOptions
+	GitOps gitops.Options
 	Policy string
 	// To is a tag, a digest (sha256:…), or a site commit (7+ hex digits):
 	// looked up in the GitOps history first, then in the registry's tags.
@@ -84,7 +85,7 @@ func Rollback(ctx context.Context, opts RollbackOptions, sink Sink) (*RollbackRe
 
 	var target string
 	err = r.stage(StageSource, func() (string, error) {
-		hist, err := manifests.History(ctx, opts.GitOps, opts.Policy, 0)
+		hist, err := deployHistory(ctx, opts.GitOps, opts.Policy)
 		if err != nil {
 			return "", err
 		}
@@ -134,7 +135,7 @@ func Rollback(ctx context.Context, opts RollbackOptions, sink Sink) (*RollbackRe
 	}
 	source := siteCommitOf(ctx, opts, target)
 	err = r.stage(StageUpdate, func() (string, error) {
-		cr, err := manifests.Commit(ctx, opts.GitOps, func(fsys billy.Filesystem, head manifests.CommitInfo) (string, bool, error) {
+		cr, err := gitops.Commit(ctx, opts.GitOps, func(fsys billy.Filesystem, head gitops.CommitInfo) (string, bool, error) {
 			result, err := manifests.Update(fsys, "", []manifests.Policy{policy}, manifests.UpdateOptions{})
 			if err != nil {
 				return "", false, err
@@ -194,4 +195,27 @@ func imageRepo(ref string) string {
 		ref = ref[:i]
 	}
 	return ref
+}
+
+// deployHistory walks the GitOps branch from its tip, newest first, and
+// returns each commit (of the last gitops.DefaultLogLimit) after which the
+// policy's markers held something other than before.
+func deployHistory(ctx context.Context, o gitops.Options, policyID string) ([]manifests.Deployed, error) {
+	var states []manifests.Deployed
+	keep := gitops.FileFilter{Name: manifests.MarkerFileName, Content: manifests.MarkerFileContent}
+	err := gitops.Log(ctx, o, 0, keep, func(c gitops.CommitInfo, fsys billy.Filesystem) error {
+		found, err := manifests.Current(fsys, "", policyID)
+		if err != nil {
+			return err
+		}
+		states = append(states, manifests.Deployed{
+			Commit: c.Hash, Time: c.Time.UTC(),
+			Subject: strings.SplitN(c.Message, "\n", 2)[0], Found: found,
+		})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return manifests.DeployChanges(states), nil
 }

@@ -6,13 +6,14 @@ import (
 	"strings"
 
 	"github.com/notesctl/notesctl/manifests"
+	"github.com/notesctl/notesctl/manifests/gitops"
 	"github.com/notesctl/notesctl/pipeline/rollout"
 	"github.com/notesctl/notesctl/registry"
 )
 
 // StatusOptions say where to look.
 type StatusOptions struct {
-	GitOps   manifests.GitOpsOptions
+	GitOps   gitops.Options
 	Policy   string
 	Registry registry.PublishOptions
 	// Layout, when set ("oci:PATH"), is where images are read instead of
@@ -64,7 +65,7 @@ func GetStatus(ctx context.Context, opts StatusOptions) (*Status, error) {
 	if _, _, err := parsePolicy(opts.Policy); err != nil {
 		return nil, err
 	}
-	fsys, head, err := manifests.Checkout(ctx, opts.GitOps)
+	fsys, head, err := gitops.Checkout(ctx, opts.GitOps)
 	if err != nil {
 		return nil, err
 	}

@@ -9,8 +9,8 @@ package main
 // lock or journal left, the image complete. The offline mode (OCI layout
 // + local non-bare GitOps repository, committed in place), the registry +
 // HTTP git mode and the registry + local bare repository mode (written in
-// place, manifests/bare.go) are covered. Also: the index.lock rule for
-// local GitOps repositories (see manifests/gitops.go, lockIndex).
+// place, manifests/gitops/bare.go) are covered. Also: the index.lock rule for
+// local GitOps repositories (see manifests/gitops/lock.go, lockIndex).
 
 import (
 	"bufio"
@@ -220,7 +220,7 @@ func TestCrashRelease(t *testing.T) {
 		{after: "verify", delay: 10 * time.Millisecond},
 	}
 	// A bare GitOps repository given as a path is committed to in place
-	// (manifests/bare.go); the update takes a few milliseconds, so the
+	// (manifests/gitops/bare.go); the update takes a few milliseconds, so the
 	// kills after verify come close together.
 	bareKills := []killPoint{
 		{after: "push"},

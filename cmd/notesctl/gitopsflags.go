@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/notesctl/notesctl/manifests"
+	"github.com/notesctl/notesctl/manifests/gitops"
 )
 
 // gitopsFlags are the flags update and release share.
@@ -40,8 +41,8 @@ func (g *gitopsFlags) register(cmd *cobra.Command) {
 	f.IntVar(&g.maxPushAttempts, "max-push-attempts", 5, "how often to re-apply and push when the GitOps branch moved meanwhile")
 }
 
-func (g *gitopsFlags) options(a *app) (manifests.GitOpsOptions, error) {
-	o := manifests.GitOpsOptions{
+func (g *gitopsFlags) options(a *app) (gitops.Options, error) {
+	o := gitops.Options{
 		URL: g.url, Branch: g.branch, Username: g.username,
 		SSHKeyFile: g.sshKey, KnownHostsFile: g.knownHosts, InsecureSkipHostKeyCheck: g.insecureHostKey,
 		SigningKeyFile: g.signingKey, MaxAttempts: g.maxPushAttempts,

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/notesctl/notesctl/manifests"
+	"github.com/notesctl/notesctl/manifests/gitops"
 )
 
 func (a *app) updateCommand() *cobra.Command {
@@ -129,7 +130,7 @@ func (a *app) updateRepo(ctx context.Context, gf gitopsFlags, policies []manifes
 	}
 	var res *manifests.Result
 	if dryRun {
-		fsys, _, err := manifests.Checkout(ctx, opts)
+		fsys, _, err := gitops.Checkout(ctx, opts)
 		if err != nil {
 			return err
 		}
@@ -139,7 +140,7 @@ func (a *app) updateRepo(ctx context.Context, gf gitopsFlags, policies []manifes
 		}
 		return a.printUpdate(res, true, "")
 	}
-	cr, err := manifests.Commit(ctx, opts, func(fsys billy.Filesystem, head manifests.CommitInfo) (string, bool, error) {
+	cr, err := gitops.Commit(ctx, opts, func(fsys billy.Filesystem, head gitops.CommitInfo) (string, bool, error) {
 		r, err := manifests.Update(fsys, "", policies, manifests.UpdateOptions{})
 		if err != nil {
 			return "", false, err
