@@ -136,7 +136,7 @@ func Release(ctx context.Context, opts ReleaseOptions, sink Sink) (*ReleaseResul
 	}
 
 	if opts.Scaffold != nil {
-		made, url, cleanup, err := scaffoldLocal(opts.GitOps.URL, *opts.Scaffold, p.repo.Name(), opts.DryRun)
+		made, url, cleanup, err := scaffoldLocal(opts.GitOps.URL, *opts.Scaffold, p.repo.Repository, opts.DryRun)
 		if err != nil {
 			return nil, err
 		}
@@ -155,7 +155,7 @@ func Release(ctx context.Context, opts ReleaseOptions, sink Sink) (*ReleaseResul
 	var ws *manifests.Workspace
 	if err := r.stage(StageUpdate, func() (string, error) {
 		var err error
-		ws, deployed, err = preflightGitOps(ctx, opts.GitOps, manifests.Policy{Namespace: ns, Name: pname, Image: p.repo.Name(), Tag: p.tag})
+		ws, deployed, err = preflightGitOps(ctx, opts.GitOps, manifests.Policy{Namespace: ns, Name: pname, Image: p.repo.Repository, Tag: p.tag})
 		if err != nil {
 			return "", err
 		}
@@ -243,10 +243,8 @@ func Release(ctx context.Context, opts ReleaseOptions, sink Sink) (*ReleaseResul
 func skipRelease(ctx context.Context, r *runner, opts ReleaseOptions, p *plannedBuild, res *ReleaseResult, ref string, head manifests.CommitInfo) (*ReleaseResult, error) {
 	res.Skipped = true
 	res.Reason = fmt.Sprintf("the GitOps repository already deploys %s, built from commit %s with Hugo %s", ref, p.src.ShortCommit(), generatorVersion())
-	res.Build = &BuildResult{Image: ref, Tag: p.tag, Commit: p.src.Commit, Revision: p.src.Revision(), Branch: p.src.Branch, CommitTime: p.src.Time, Repository: p.repo.Name(), Generator: render.GeneratorName, GeneratorVer: generatorVersion()}
-	if i := strings.LastIndex(ref, "@"); i >= 0 {
-		res.Build.Digest = ref[i+1:]
-	}
+	res.Build = &BuildResult{Image: ref, Tag: p.tag, Commit: p.src.Commit, Revision: p.src.Revision(), Branch: p.src.Branch, CommitTime: p.src.Time, Repository: p.repo.Repository, Generator: render.GeneratorName, GeneratorVer: generatorVersion()}
+	res.Build.Digest = parseRef(ref).Digest
 	r.note(StageUpdate, res.Reason+": nothing to do")
 	if opts.Wait == nil || opts.DryRun {
 		return res, nil
@@ -381,21 +379,28 @@ func newerRelease(fsys billy.Filesystem, policy manifests.Policy) (string, error
 	return "", nil
 }
 
-// tagOf extracts the tag of what a marker holds.
+// tagOf extracts the tag of what a marker holds: the value of a :tag
+// marker, or the tag of a whole reference; "" when there is none or the
+// value is not an image reference.
 func tagOf(f manifests.Found) string {
 	switch f.Field {
-	case "tag":
+	case manifests.FieldTag:
 		return f.Value
-	case "", "image":
-		v := f.Value
-		if i := strings.Index(v, "@"); i >= 0 {
-			v = v[:i]
-		}
-		if i := strings.LastIndex(v, ":"); i >= 0 && !strings.Contains(v[i:], "/") {
-			return v[i+1:]
-		}
+	case manifests.FieldImage:
+		return parseRef(f.Value).Tag
 	}
 	return ""
+}
+
+// parseRef parses an image reference read from the GitOps repository; the
+// zero Ref when it is not one (a template placeholder, a typo), which
+// matches no release.
+func parseRef(s string) registry.Ref {
+	r, err := registry.ParseRef(s)
+	if err != nil {
+		return registry.Ref{}
+	}
+	return r
 }
 
 // preflightGitOps checks out the GitOps branch tip (kept for the commit)
@@ -437,7 +442,7 @@ func deployedRelease(ctx context.Context, opts ReleaseOptions, p *plannedBuild, 
 		if tagOf(f) != p.tag {
 			continue
 		}
-		at := p.repo.Name() + ":" + p.tag
+		at := p.repo.Repository + ":" + p.tag
 		if opts.Build.To != "" {
 			at = opts.Build.To + ":" + p.tag
 		}

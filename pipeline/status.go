@@ -3,7 +3,6 @@ package pipeline
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/notesctl/notesctl/manifests"
 	"github.com/notesctl/notesctl/pipeline/rollout"
@@ -87,10 +86,8 @@ func GetStatus(ctx context.Context, opts StatusOptions) (*Status, error) {
 		}
 	}
 	st.GitOps.Image = ref
-	st.GitOps.Tag = tagOf(manifests.Found{Field: manifests.FieldImage, Value: ref})
-	if i := strings.LastIndex(ref, "@"); i >= 0 {
-		st.GitOps.Digest = ref[i+1:]
-	}
+	parsed := parseRef(ref)
+	st.GitOps.Tag, st.GitOps.Digest = parsed.Tag, parsed.Digest
 
 	where := ref
 	if opts.Layout != "" && st.GitOps.Tag != "" {
