@@ -190,4 +190,3 @@ func siteCommitOf(ctx context.Context, opts RollbackOptions, ref string) string 
 	}
 	return "unknown"
 }
-
