@@ -25,7 +25,11 @@ type RollbackOptions struct {
 	// a layout.
 	Repository string
 	Registry   registry.PublishOptions
-	Wait       *rollout.Options
+	// Credentials are explicit registry credentials, offered only to the
+	// registry of Repository, or else of the image the GitOps repository
+	// deploys.
+	Credentials registry.KeychainOptions
+	Wait        *rollout.Options
 }
 
 // RollbackResult is the rollback commit.
@@ -93,6 +97,7 @@ func Rollback(ctx context.Context, opts RollbackOptions, sink Sink) (*RollbackRe
 			return "", fmt.Errorf("GitOps repository %s: no marker for %s in its history", res.GitOps.Repository, opts.Policy)
 		}
 		res.From = hist[0].Ref()
+		opts.Registry = withCredentials(opts.Registry, opts.Credentials, credentialsScope(opts.Repository, res.From))
 		for _, d := range hist {
 			if matches(d.Ref(), opts.To) {
 				target, res.Found = d.Ref(), "gitops-history"

@@ -14,6 +14,9 @@ type StatusOptions struct {
 	GitOps   manifests.GitOpsOptions
 	Policy   string
 	Registry registry.PublishOptions
+	// Credentials are explicit registry credentials, offered only to the
+	// registry of the image the GitOps repository deploys.
+	Credentials registry.KeychainOptions
 	// Layout, when set ("oci:PATH"), is where images are read instead of
 	// the registry named in the manifests (release --local).
 	Layout string
@@ -93,7 +96,8 @@ func GetStatus(ctx context.Context, opts StatusOptions) (*Status, error) {
 	if opts.Layout != "" && st.GitOps.Tag != "" {
 		where = opts.Layout + ":" + st.GitOps.Tag
 	}
-	if labels, _, err := registry.FetchLabels(ctx, where, opts.Registry); err != nil {
+	ropts := withCredentials(opts.Registry, opts.Credentials, parsed)
+	if labels, _, err := registry.FetchLabels(ctx, where, ropts); err != nil {
 		st.Problems = append(st.Problems, fmt.Sprintf("image %s: %v", where, err))
 	} else if meta, ok := registry.MetadataFromLabels(labels); ok {
 		st.Image = &ImageStatus{SiteCommit: meta.Revision, Source: meta.Source, Generator: meta.Generator, GeneratorVersion: meta.GeneratorVersion}
