@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/notesctl/notesctl/manifests"
@@ -86,6 +87,53 @@ func TestIsLocalPath(t *testing.T) {
 	} {
 		if got := IsLocalPath(c.loc); got != c.want {
 			t.Errorf("IsLocalPath(%q) = %v, want %v", c.loc, got, c.want)
+		}
+	}
+}
+
+func TestImageKeyDiffers(t *testing.T) {
+	deployed := imageKey{
+		Revision: "b9060af2d8b1", GeneratorVersion: "0.145.0", Source: "https://github.com/acme/notes",
+		BaseName: "docker.io/nginxinc/nginx-unprivileged:1.27-alpine", BaseDigest: digestA,
+		WebRoot: "/usr/share/nginx/html", LayerFormat: "1",
+	}
+	for _, c := range []struct {
+		name string
+		edit func(*imageKey)
+		want string // in the reason; "" = no difference
+	}{
+		{"same", func(*imageKey) {}, ""},
+		{"commit", func(k *imageKey) { k.Revision = "c0ffee000000" }, "site commit changed"},
+		{"hugo", func(k *imageKey) { k.GeneratorVersion = "0.146.0" }, "Hugo version changed: the deployed image has 0.145.0, this release 0.146.0"},
+		{"base tag moved", func(k *imageKey) { k.BaseDigest = digestB }, "base image digest changed: the deployed image has " + digestA + ", this release " + digestB},
+		{"other base", func(k *imageKey) { k.BaseName = "docker.io/nginxinc/nginx-unprivileged:1.28-alpine" }, "base image changed"},
+		{"web root", func(k *imageKey) { k.WebRoot = "/srv/www" }, "web root changed"},
+		{"platforms", func(k *imageKey) { k.Platforms = "linux/arm64" }, "platforms changed: the deployed image has every platform of the base, this release linux/arm64"},
+		{"layer format", func(k *imageKey) { k.LayerFormat = "2" }, "layer format changed"},
+		{"built before the labels existed", func(k *imageKey) { k.LayerFormat = "" }, "layer format changed: the deployed image has 1, this release none"},
+		{"source", func(k *imageKey) { k.Source = "https://github.com/acme/other" }, "source repository changed"},
+	} {
+		want := deployed
+		c.edit(&want)
+		got := want.differs(deployed)
+		if c.want == "" && got != "" || c.want != "" && !strings.Contains(got, c.want) {
+			t.Errorf("%s: differs = %q, want %q", c.name, got, c.want)
+		}
+	}
+}
+
+func TestOutcome(t *testing.T) {
+	for _, c := range []struct {
+		res  ReleaseResult
+		want string
+	}{
+		{ReleaseResult{GitOps: GitOpsResult{Changed: true, Commit: "abc"}}, OutcomeReleased},
+		{ReleaseResult{}, OutcomeUnchanged},
+		{ReleaseResult{GitOps: GitOpsResult{Superseded: "ghcr.io/acme/notes:" + tagA}}, OutcomeSuperseded},
+		{ReleaseResult{DryRun: true, GitOps: GitOpsResult{Superseded: "x"}}, OutcomeDryRun},
+	} {
+		if got := outcome(&c.res); got != c.want {
+			t.Errorf("outcome(%+v) = %q, want %q", c.res, got, c.want)
 		}
 	}
 }
