@@ -123,6 +123,7 @@ func (s *ActionsSink) Finish(res *ReleaseResult, runErr error) {
 		{"image", b.Image}, {"tag", b.Tag}, {"digest", b.Digest},
 		{"gitops-commit", res.GitOps.Commit}, {"changed", fmt.Sprint(res.GitOps.Changed)},
 		{"pages", fmt.Sprint(b.Pages)}, {"skipped", fmt.Sprint(res.Skipped)},
+		{"outcome", res.Outcome}, {"reason", res.Reason},
 	}
 	if s.getenv("GITHUB_OUTPUT") != "" {
 		for _, kv := range outputs {
@@ -148,6 +149,10 @@ func Summary(res *ReleaseResult, runErr error) string {
 		status = "already deployed (no-op)"
 	case res.DryRun:
 		status = "dry run"
+	case res.Outcome == OutcomeSuperseded:
+		status = "superseded by a newer release (not deployed)"
+	case res.Outcome == OutcomeUnchanged:
+		status = "pushed; the manifests already held it"
 	}
 	fmt.Fprintf(&sb, "### notesctl release: %s\n\n", status)
 	sb.WriteString("| | |\n|---|---|\n")
@@ -171,6 +176,8 @@ func Summary(res *ReleaseResult, runErr error) string {
 	if res.GitOps.Changed {
 		row("GitOps commit", res.GitOps.Commit)
 	}
+	row("Superseded by", res.GitOps.Superseded)
+	row("Why", res.Reason)
 	if runErr != nil {
 		row("Error", runErr.Error())
 	}

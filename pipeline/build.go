@@ -77,7 +77,8 @@ type plannedBuild struct {
 	src  *render.Source
 	tag  string
 	tags []string
-	repo name.Repository
+	// repo is --image as the user wrote it.
+	repo registry.Ref
 }
 
 func (o BuildOptions) validate() error {
@@ -94,24 +95,29 @@ func (o BuildOptions) validate() error {
 }
 
 // imageRepository parses --image. A tag or digest in it is refused: the tag
-// is derived from the commit.
-func imageRepository(image string, insecure bool) (name.Repository, error) {
+// is derived from the commit. The result keeps the user's spelling, which
+// is what the GitOps repository, the outputs and the labels carry.
+func imageRepository(image string, insecure bool) (registry.Ref, error) {
 	var opts []name.Option
 	if insecure {
 		opts = append(opts, name.Insecure)
 	}
 	if strings.Contains(image, "@") {
-		return name.Repository{}, fmt.Errorf("--image %q: give a repository without a digest; notesctl derives the tag and digest", image)
+		return registry.Ref{}, fmt.Errorf("--image %q: give a repository without a digest; notesctl derives the tag and digest", image)
 	}
-	repo, err := name.NewRepository(image, append(opts, name.StrictValidation)...)
+	ref, err := registry.ParseRef(image, opts...)
 	if err != nil {
-		// Distinguish a tag from a malformed name for a clearer message.
-		if ref, terr := name.NewTag(image, opts...); terr == nil && ref.TagStr() != "" && strings.Count(image, ":") > strings.Count(ref.RegistryStr(), ":") {
-			return name.Repository{}, fmt.Errorf("--image %q: give a repository without a tag (the tag is derived from the commit): %s", image, ref.Context().Name())
-		}
-		return name.Repository{}, fmt.Errorf("--image %q is not a valid image repository: %v", image, err)
+		return registry.Ref{}, fmt.Errorf("--image %q is not a valid image repository: %v", image, err)
 	}
-	return repo, nil
+	if ref.Tag != "" {
+		return registry.Ref{}, fmt.Errorf("--image %q: give a repository without a tag (the tag is derived from the commit): %s", image, ref.Repository)
+	}
+	// Docker Hub's implicit "library/" namespace is refused: the image
+	// would be pushed to docker.io/library/..., which is not the name given.
+	if _, err := name.NewRepository(image, append(opts, name.StrictValidation)...); err != nil {
+		return registry.Ref{}, fmt.Errorf("--image %q is not a valid image repository: %v", image, err)
+	}
+	return ref, nil
 }
 
 // plan reads the source and works out the tags.
@@ -193,7 +199,7 @@ func Build(ctx context.Context, opts BuildOptions, sink Sink) (*BuildResult, err
 
 func buildPlanned(ctx context.Context, r *runner, opts BuildOptions, p *plannedBuild) (*BuildResult, error) {
 	res := &BuildResult{
-		Repository:   p.repo.Name(),
+		Repository:   p.repo.Repository,
 		Tag:          p.tag,
 		Tags:         p.tags,
 		Commit:       p.src.Commit,
@@ -267,7 +273,7 @@ func buildPlanned(ctx context.Context, r *runner, opts BuildOptions, p *plannedB
 		return nil, err
 	}
 
-	dest := p.repo.Name()
+	dest := p.repo.Repository
 	if opts.To != "" {
 		dest = opts.To
 	}
@@ -296,7 +302,7 @@ func buildPlanned(ctx context.Context, r *runner, opts BuildOptions, p *plannedB
 	if err != nil {
 		return nil, err
 	}
-	res.Image = fmt.Sprintf("%s:%s@%s", p.repo.Name(), p.tag, res.Digest)
+	res.Image = p.repo.WithTag(p.tag).WithDigest(res.Digest).String()
 	return res, nil
 }
 

@@ -54,6 +54,23 @@ type ReleaseOptions struct {
 	Wait *rollout.Options
 }
 
+// Outcomes of a release.
+const (
+	// OutcomeReleased: a GitOps commit deploys the new image.
+	OutcomeReleased = "released"
+	// OutcomeNoOp: the GitOps repository already deployed the image this
+	// release would build; nothing was built, pushed or committed.
+	OutcomeNoOp = "no-op"
+	// OutcomeUnchanged: the image was built and pushed, and the manifests
+	// already held it; nothing was committed.
+	OutcomeUnchanged = "unchanged"
+	// OutcomeSuperseded: the image was built and pushed, but the GitOps
+	// repository deploys a newer release (by commit time), which it keeps.
+	OutcomeSuperseded = "superseded"
+	// OutcomeDryRun: a dry run; nothing was published or committed.
+	OutcomeDryRun = "dry-run"
+)
+
 // MessageData is what a commit message template sees.
 type MessageData struct {
 	Image       string // repository:tag@digest
@@ -70,9 +87,12 @@ type MessageData struct {
 
 // ReleaseResult is the one result of a release.
 type ReleaseResult struct {
-	Build     *BuildResult       `json:"build"`
-	GitOps    GitOpsResult       `json:"gitops"`
-	Skipped   bool               `json:"skipped"`
+	Build  *BuildResult `json:"build"`
+	GitOps GitOpsResult `json:"gitops"`
+	// Outcome is what the release did, one of the Outcome* values.
+	Outcome string `json:"outcome"`
+	Skipped bool   `json:"skipped"`
+	// Reason says why the release was a no-op, or why it was not.
 	Reason    string             `json:"reason,omitempty"`
 	DryRun    bool               `json:"dryRun"`
 	Notified  bool               `json:"notified"`
@@ -137,7 +157,7 @@ func Release(ctx context.Context, opts ReleaseOptions, sink Sink) (*ReleaseResul
 	}
 
 	if opts.Scaffold != nil {
-		made, url, cleanup, err := scaffoldLocal(opts.GitOps.URL, *opts.Scaffold, p.repo.Name(), opts.DryRun)
+		made, url, cleanup, err := scaffoldLocal(opts.GitOps.URL, *opts.Scaffold, p.repo.Repository, opts.DryRun)
 		if err != nil {
 			return nil, err
 		}
@@ -156,7 +176,7 @@ func Release(ctx context.Context, opts ReleaseOptions, sink Sink) (*ReleaseResul
 	var ws *gitops.Workspace
 	if err := r.stage(StageUpdate, func() (string, error) {
 		var err error
-		ws, deployed, err = preflightGitOps(ctx, opts.GitOps, manifests.Policy{Namespace: ns, Name: pname, Image: p.repo.Name(), Tag: p.tag})
+		ws, deployed, err = preflightGitOps(ctx, opts.GitOps, manifests.Policy{Namespace: ns, Name: pname, Image: p.repo.Repository, Tag: p.tag})
 		if err != nil {
 			return "", err
 		}
@@ -165,13 +185,15 @@ func Release(ctx context.Context, opts ReleaseOptions, sink Sink) (*ReleaseResul
 		return nil, err
 	}
 
-	// Idempotency: if the GitOps repo already deploys an image of this very
-	// commit and generator, there is nothing to render, push or commit.
-	if !p.src.Dirty {
-		if ref, ok := deployedRelease(ctx, opts, p, deployed); ok {
-			return skipRelease(ctx, r, opts, p, res, ref, ws.Head())
-		}
+	// Idempotency: if the GitOps repo already deploys the image this
+	// release would build (same commit, generator, base digest, web root,
+	// platforms, layer format), there is nothing to render, push or commit.
+	ref, reason, deployedAlready := deployedRelease(ctx, opts, p, deployed)
+	res.Reason = reason
+	if deployedAlready {
+		return skipRelease(ctx, r, opts, p, res, ref, ws.Head())
 	}
+	r.note(StageUpdate, "not a no-op: "+reason)
 
 	buildOpts := opts.Build
 	if opts.DryRun {
@@ -221,6 +243,8 @@ func Release(ctx context.Context, opts ReleaseOptions, sink Sink) (*ReleaseResul
 		return res, err
 	}
 
+	res.Outcome = outcome(res)
+
 	if opts.FluxWebhook != "" && res.GitOps.Changed && !opts.DryRun {
 		if err := r.stage(StageNotify, func() (string, error) {
 			return notifyReceiver(ctx, opts.FluxWebhook, opts.FluxWebhookToken, res)
@@ -242,12 +266,9 @@ func Release(ctx context.Context, opts ReleaseOptions, sink Sink) (*ReleaseResul
 // deploys; with --wait it still follows the tip into the cluster, since a
 // commit may be made but not yet applied.
 func skipRelease(ctx context.Context, r *runner, opts ReleaseOptions, p *plannedBuild, res *ReleaseResult, ref string, head gitops.CommitInfo) (*ReleaseResult, error) {
-	res.Skipped = true
-	res.Reason = fmt.Sprintf("the GitOps repository already deploys %s, built from commit %s with Hugo %s", ref, p.src.ShortCommit(), generatorVersion())
-	res.Build = &BuildResult{Image: ref, Tag: p.tag, Commit: p.src.Commit, Revision: p.src.Revision(), Branch: p.src.Branch, CommitTime: p.src.Time, Repository: p.repo.Name(), Generator: render.GeneratorName, GeneratorVer: generatorVersion()}
-	if i := strings.LastIndex(ref, "@"); i >= 0 {
-		res.Build.Digest = ref[i+1:]
-	}
+	res.Skipped, res.Outcome = true, OutcomeNoOp
+	res.Build = &BuildResult{Image: ref, Tag: p.tag, Commit: p.src.Commit, Revision: p.src.Revision(), Branch: p.src.Branch, CommitTime: p.src.Time, Repository: p.repo.Repository, Generator: render.GeneratorName, GeneratorVer: generatorVersion()}
+	res.Build.Digest = parseRef(ref).Digest
 	r.note(StageUpdate, res.Reason+": nothing to do")
 	if opts.Wait == nil || opts.DryRun {
 		return res, nil
@@ -256,6 +277,20 @@ func skipRelease(ctx context.Context, r *runner, opts ReleaseOptions, p *planned
 	var err error
 	res.Rollout, err = waitRollout(ctx, r, *opts.Wait, rollout.Target{Branch: gitopsBranch(opts.GitOps), Commit: head.Hash, Image: ref})
 	return res, err
+}
+
+// outcome classifies a release that went through the update stage.
+func outcome(res *ReleaseResult) string {
+	switch {
+	case res.DryRun:
+		return OutcomeDryRun
+	case res.GitOps.Superseded != "":
+		return OutcomeSuperseded
+	case res.GitOps.Changed:
+		return OutcomeReleased
+	default:
+		return OutcomeUnchanged
+	}
 }
 
 func gitopsBranch(o gitops.Options) string {
@@ -382,21 +417,28 @@ func newerRelease(fsys billy.Filesystem, policy manifests.Policy) (string, error
 	return "", nil
 }
 
-// tagOf extracts the tag of what a marker holds.
+// tagOf extracts the tag of what a marker holds: the value of a :tag
+// marker, or the tag of a whole reference; "" when there is none or the
+// value is not an image reference.
 func tagOf(f manifests.Found) string {
 	switch f.Field {
-	case "tag":
+	case manifests.FieldTag:
 		return f.Value
-	case "", "image":
-		v := f.Value
-		if i := strings.Index(v, "@"); i >= 0 {
-			v = v[:i]
-		}
-		if i := strings.LastIndex(v, ":"); i >= 0 && !strings.Contains(v[i:], "/") {
-			return v[i+1:]
-		}
+	case manifests.FieldImage:
+		return parseRef(f.Value).Tag
 	}
 	return ""
+}
+
+// parseRef parses an image reference read from the GitOps repository; the
+// zero Ref when it is not one (a template placeholder, a typo), which
+// matches no release.
+func parseRef(s string) registry.Ref {
+	r, err := registry.ParseRef(s)
+	if err != nil {
+		return registry.Ref{}
+	}
+	return r
 }
 
 // preflightGitOps checks out the GitOps branch tip (kept for the commit)
@@ -425,35 +467,4 @@ func preflightGitOps(ctx context.Context, o gitops.Options, policy manifests.Pol
 		at = shortCommit(head.Hash)
 	}
 	return nil, nil, fmt.Errorf("GitOps repository %s (branch %s at %s): %w", manifests.RedactURL(o.URL), gitopsBranch(o), at, err)
-}
-
-// deployedRelease reports whether the GitOps repository already deploys an
-// image of this commit and generator, read from the image's own labels.
-func deployedRelease(ctx context.Context, opts ReleaseOptions, p *plannedBuild, found []manifests.Found) (string, bool) {
-	for _, f := range found {
-		if f.Field != "" && f.Field != "image" {
-			continue
-		}
-		ref := f.Value
-		if tagOf(f) != p.tag {
-			continue
-		}
-		at := p.repo.Name() + ":" + p.tag
-		if opts.Build.To != "" {
-			at = opts.Build.To + ":" + p.tag
-		}
-		labels, digest, err := registry.FetchLabels(ctx, at, opts.Build.Registry)
-		if err != nil {
-			return "", false
-		}
-		meta, ok := registry.MetadataFromLabels(labels)
-		if !ok || meta.Revision != p.src.Revision() || meta.GeneratorVersion != generatorVersion() {
-			return "", false
-		}
-		if i := strings.LastIndex(ref, "@"); i >= 0 && ref[i+1:] != digest.String() {
-			return "", false
-		}
-		return ref, true
-	}
-	return "", false
 }

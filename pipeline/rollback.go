@@ -26,7 +26,11 @@ type RollbackOptions struct {
 	// a layout.
 	Repository string
 	Registry   registry.PublishOptions
-	Wait       *rollout.Options
+	// Credentials are explicit registry credentials, offered only to the
+	// registry of Repository, or else of the image the GitOps repository
+	// deploys.
+	Credentials registry.KeychainOptions
+	Wait        *rollout.Options
 }
 
 // RollbackResult is the rollback commit.
@@ -50,17 +54,18 @@ var hexPattern = func(s string) bool {
 	return true
 }
 
-// matches says whether a reference is the release named by to.
+// matches says whether a reference is the release named by to: the same
+// reference, its tag, its digest, or (7+ hex digits) the site commit its
+// tag names.
 func matches(ref, to string) bool {
-	f := manifests.Found{Field: manifests.FieldImage, Value: ref}
-	tag := tagOf(f)
+	r := parseRef(ref)
 	switch {
-	case ref == to, tag == to:
+	case ref == to, r.Tag != "" && r.Tag == to:
 		return true
 	case strings.HasPrefix(to, "sha256:"):
-		return strings.HasSuffix(ref, "@"+to)
+		return r.Digest == to
 	case hexPattern(to):
-		if _, sha, _, _, ok := registry.ParseTag(tag); ok {
+		if _, sha, _, _, ok := registry.ParseTag(r.Tag); ok {
 			return strings.HasPrefix(sha, to) || strings.HasPrefix(to, sha)
 		}
 	}
@@ -93,22 +98,27 @@ func Rollback(ctx context.Context, opts RollbackOptions, sink Sink) (*RollbackRe
 			return "", fmt.Errorf("GitOps repository %s: no marker for %s in its history", res.GitOps.Repository, opts.Policy)
 		}
 		res.From = hist[0].Ref()
+		opts.Registry = withCredentials(opts.Registry, opts.Credentials, credentialsScope(opts.Repository, res.From))
 		for _, d := range hist {
 			if matches(d.Ref(), opts.To) {
 				target, res.Found = d.Ref(), "gitops-history"
 				return fmt.Sprintf("%s was deployed by GitOps commit %s (%s)", target, shortCommit(d.Commit), d.Time.Format("2006-01-02 15:04")), nil
 			}
 		}
+		from := parseRef(res.From)
+		if from.Repository == "" {
+			return "", fmt.Errorf("%q is not in the GitOps history, and the GitOps repository deploys %q, which is not an image reference to look for tags under", opts.To, res.From)
+		}
 		repo := opts.Repository
 		if repo == "" {
-			repo = imageRepo(res.From)
+			repo = from.Repository
 		}
 		tags, err := registry.ListTags(ctx, repo, opts.Registry)
 		if err != nil {
 			return "", fmt.Errorf("%q is not in the GitOps history, and the registry could not be searched: %w", opts.To, err)
 		}
 		for _, t := range tags {
-			if !matches(imageRepo(res.From)+":"+t.Tag, opts.To) && !(strings.HasPrefix(opts.To, "sha256:") && t.Digest.String() == opts.To) {
+			if !matches(from.WithTag(t.Tag).String(), opts.To) && !(strings.HasPrefix(opts.To, "sha256:") && t.Digest.String() == opts.To) {
 				continue
 			}
 			d := t.Digest
@@ -117,7 +127,7 @@ func Rollback(ctx context.Context, opts RollbackOptions, sink Sink) (*RollbackRe
 					return "", err
 				}
 			}
-			target, res.Found = imageRepo(res.From)+":"+t.Tag+"@"+d.String(), "registry"
+			target, res.Found = from.WithTag(t.Tag).WithDigest(d.String()).String(), "registry"
 			return fmt.Sprintf("%s found in %s", target, repo), nil
 		}
 		return "", fmt.Errorf("no release %q in the GitOps history of %s or the tags of %s", opts.To, res.GitOps.Repository, repo)
@@ -129,10 +139,11 @@ func Rollback(ctx context.Context, opts RollbackOptions, sink Sink) (*RollbackRe
 	if target == res.From {
 		r.note(StageUpdate, target+" is what the GitOps repository deploys already")
 	}
-	policy := manifests.Policy{Namespace: ns, Name: pname, Image: imageRepo(target), Tag: tagOf(manifests.Found{Field: manifests.FieldImage, Value: target})}
-	if i := strings.LastIndex(target, "@"); i >= 0 {
-		policy.Digest = target[i+1:]
+	to := parseRef(target)
+	if to.Repository == "" {
+		return nil, fmt.Errorf("rollback target %q is not an image reference", target)
 	}
+	policy := manifests.Policy{Namespace: ns, Name: pname, Image: to.Repository, Tag: to.Tag, Digest: to.Digest}
 	source := siteCommitOf(ctx, opts, target)
 	err = r.stage(StageUpdate, func() (string, error) {
 		cr, err := gitops.Commit(ctx, opts.GitOps, func(fsys billy.Filesystem, head gitops.CommitInfo) (string, bool, error) {
@@ -170,7 +181,7 @@ func Rollback(ctx context.Context, opts RollbackOptions, sink Sink) (*RollbackRe
 // siteCommitOf names the site commit of a release: from the image's
 // revision label when the image can be read, else from its tag.
 func siteCommitOf(ctx context.Context, opts RollbackOptions, ref string) string {
-	tag := tagOf(manifests.Found{Field: manifests.FieldImage, Value: ref})
+	tag := parseRef(ref).Tag
 	where := ref
 	if opts.Repository != "" && tag != "" {
 		where = opts.Repository + ":" + tag
@@ -184,17 +195,6 @@ func siteCommitOf(ctx context.Context, opts RollbackOptions, ref string) string 
 		return sha
 	}
 	return "unknown"
-}
-
-// imageRepo strips tag and digest.
-func imageRepo(ref string) string {
-	if i := strings.Index(ref, "@"); i >= 0 {
-		ref = ref[:i]
-	}
-	if i := strings.LastIndex(ref, ":"); i >= 0 && !strings.Contains(ref[i:], "/") {
-		ref = ref[:i]
-	}
-	return ref
 }
 
 // deployHistory walks the GitOps branch from its tip, newest first, and

@@ -3,7 +3,6 @@ package pipeline
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/notesctl/notesctl/manifests"
 	"github.com/notesctl/notesctl/manifests/gitops"
@@ -16,6 +15,9 @@ type StatusOptions struct {
 	GitOps   gitops.Options
 	Policy   string
 	Registry registry.PublishOptions
+	// Credentials are explicit registry credentials, offered only to the
+	// registry of the image the GitOps repository deploys.
+	Credentials registry.KeychainOptions
 	// Layout, when set ("oci:PATH"), is where images are read instead of
 	// the registry named in the manifests (release --local).
 	Layout string
@@ -88,16 +90,15 @@ func GetStatus(ctx context.Context, opts StatusOptions) (*Status, error) {
 		}
 	}
 	st.GitOps.Image = ref
-	st.GitOps.Tag = tagOf(manifests.Found{Field: manifests.FieldImage, Value: ref})
-	if i := strings.LastIndex(ref, "@"); i >= 0 {
-		st.GitOps.Digest = ref[i+1:]
-	}
+	parsed := parseRef(ref)
+	st.GitOps.Tag, st.GitOps.Digest = parsed.Tag, parsed.Digest
 
 	where := ref
 	if opts.Layout != "" && st.GitOps.Tag != "" {
 		where = opts.Layout + ":" + st.GitOps.Tag
 	}
-	if labels, _, err := registry.FetchLabels(ctx, where, opts.Registry); err != nil {
+	ropts := withCredentials(opts.Registry, opts.Credentials, parsed)
+	if labels, _, err := registry.FetchLabels(ctx, where, ropts); err != nil {
 		st.Problems = append(st.Problems, fmt.Sprintf("image %s: %v", where, err))
 	} else if meta, ok := registry.MetadataFromLabels(labels); ok {
 		st.Image = &ImageStatus{SiteCommit: meta.Revision, Source: meta.Source, Generator: meta.Generator, GeneratorVersion: meta.GeneratorVersion}

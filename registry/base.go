@@ -50,6 +50,20 @@ func resolveBase(ctx context.Context, ref string, ropts []remote.Option) (*resol
 	}
 }
 
+// ResolveBase says what the labels of an image built on ref now would
+// record of its base: its name and digest ("" for scratch). It reads the
+// base's manifest, not its layers.
+func ResolveBase(ctx context.Context, ref string, ropts []remote.Option) (name, digest string, err error) {
+	if ref == "" {
+		ref = DefaultBase
+	}
+	b, err := resolveBase(ctx, ref, ropts)
+	if err != nil {
+		return "", "", err
+	}
+	return b.name, b.digest, nil
+}
+
 func resolveRemoteBase(ctx context.Context, ref string, ropts []remote.Option) (*resolvedBase, error) {
 	r, err := name.ParseReference(ref)
 	if err != nil {

@@ -116,6 +116,11 @@ func Build(ctx context.Context, site fs.FS, opts BuildOptions) (Artifact, *Build
 	if meta.BaseDigest == "" {
 		meta.BaseDigest = base.digest
 	}
+	meta.WebRoot = webRoot // checked by Layers
+	if meta.Platforms, err = PlatformsLabel(opts.Platforms); err != nil {
+		return Artifact{}, nil, err
+	}
+	meta.LayerFormat = LayerFormat
 	labels := meta.Labels()
 
 	report := &BuildReport{Base: ref, BaseName: meta.BaseName, BaseDigest: meta.BaseDigest}

@@ -388,6 +388,7 @@ func TestBuildDropsBaseAnnotations(t *testing.T) {
 	want := testMeta
 	want.Created = testTime
 	want.BaseDigest = rep.BaseDigest
+	want.WebRoot, want.LayerFormat = DefaultWebRoot, LayerFormat
 	if !maps.Equal(m.Annotations, want.Labels()) {
 		t.Errorf("annotations %v\nwant %v", m.Annotations, want.Labels())
 	}
@@ -576,6 +577,7 @@ func TestBuildMetadata(t *testing.T) {
 		want.Source = "https://github.com/example/notes.git"
 		want.Created = testTime
 		want.BaseDigest = rep.BaseDigest
+		want.WebRoot, want.LayerFormat = DefaultWebRoot, LayerFormat
 		if got != want {
 			t.Errorf("read back %+v\nwant %+v", got, want)
 		}

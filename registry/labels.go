@@ -31,6 +31,14 @@ const (
 	LabelGenerator = "io.notesctl.generator"
 	// LabelGeneratorVersion is the generator's version, e.g. "0.145.0".
 	LabelGeneratorVersion = "io.notesctl.generator.version"
+	// LabelWebRoot is the directory in the image that holds the site.
+	LabelWebRoot = "io.notesctl.web-root"
+	// LabelPlatforms lists the platforms requested from the base
+	// (PlatformsLabel); absent when every platform of the base was taken.
+	LabelPlatforms = "io.notesctl.platforms"
+	// LabelLayerFormat is LayerFormat at build time: the version of the
+	// way files become layers.
+	LabelLayerFormat = "io.notesctl.layer-format"
 )
 
 // Metadata describes a build; it becomes the image's labels and annotations.
@@ -54,6 +62,11 @@ type Metadata struct {
 	// base resolution when they are empty.
 	BaseName   string
 	BaseDigest string
+	// WebRoot, Platforms and LayerFormat are the rest of what decides the
+	// image besides the files and the base; Build fills them.
+	WebRoot     string
+	Platforms   string
+	LayerFormat string
 }
 
 // Labels returns the metadata as labels (and annotations), leaving out empty
@@ -76,6 +89,9 @@ func (m Metadata) Labels() map[string]string {
 	set(LabelBaseDigest, m.BaseDigest)
 	set(LabelGenerator, m.Generator)
 	set(LabelGeneratorVersion, m.GeneratorVersion)
+	set(LabelWebRoot, m.WebRoot)
+	set(LabelPlatforms, m.Platforms)
+	set(LabelLayerFormat, m.LayerFormat)
 	return out
 }
 
@@ -93,6 +109,9 @@ func MetadataFromLabels(labels map[string]string) (m Metadata, ok bool) {
 		GeneratorVersion: labels[LabelGeneratorVersion],
 		BaseName:         labels[LabelBaseName],
 		BaseDigest:       labels[LabelBaseDigest],
+		WebRoot:          labels[LabelWebRoot],
+		Platforms:        labels[LabelPlatforms],
+		LayerFormat:      labels[LabelLayerFormat],
 	}
 	ok = m.Generator != "" && m.Revision != ""
 	if s, found := labels[LabelCreated]; found {
@@ -124,4 +143,19 @@ func redactURL(s string) string {
 		return s
 	}
 	return s[:i+3] + rest[at+1:]
+}
+
+// PlatformsLabel is the value of LabelPlatforms for the platforms requested
+// from a base: each normalized (os/arch[/variant]), duplicates dropped, in
+// the order given; "" when none was requested.
+func PlatformsLabel(requested []string) (string, error) {
+	ps, err := parsePlatforms(requested)
+	if err != nil {
+		return "", err
+	}
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.String()
+	}
+	return strings.Join(out, ","), nil
 }

@@ -91,3 +91,21 @@ func TestRedactURL(t *testing.T) {
 		}
 	}
 }
+
+func TestPlatformsLabel(t *testing.T) {
+	for _, c := range []struct {
+		in   []string
+		want string
+		err  bool
+	}{
+		{in: nil, want: ""},
+		{in: []string{"linux/amd64"}, want: "linux/amd64"},
+		{in: []string{"linux/arm64/v8", "linux/amd64", "linux/arm64/v8"}, want: "linux/arm64/v8,linux/amd64"},
+		{in: []string{"amd64"}, err: true},
+	} {
+		got, err := PlatformsLabel(c.in)
+		if (err != nil) != c.err || got != c.want {
+			t.Errorf("PlatformsLabel(%q) = %q, %v; want %q (error: %v)", c.in, got, err, c.want, c.err)
+		}
+	}
+}

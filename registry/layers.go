@@ -58,6 +58,12 @@ const (
 	gzipLevel = 6
 )
 
+// LayerFormat versions the way files become layers: the encoding above,
+// the split into layers, modes, owners and times. Bump it with any change
+// that gives the same files a different layer, so that a release of an
+// already-deployed commit is built again (LabelLayerFormat).
+const LayerFormat = "1"
+
 // assetExtensions are the file extensions (lower case) of the assets layer,
 // as listed on LayerAssets: files a site author adds or a theme ships, which
 // change far less often than the pages generated from content.

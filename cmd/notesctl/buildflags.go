@@ -103,6 +103,15 @@ func (b *buildFlags) options(a *app, stdin io.Reader) (pipeline.BuildOptions, er
 		return o, fmt.Errorf("registry credentials need both a user name (--username or NOTESCTL_REGISTRY_USERNAME) and a password (--password-stdin or NOTESCTL_REGISTRY_PASSWORD)")
 	}
 	kc := registry.KeychainOptions{Username: user, Password: password}
+	if user != "" && b.image != "" { // no --image fails in pipeline, before any request
+		// Explicit credentials are for the registry pushed to, never for
+		// the base image's: that one gets the docker config / helpers.
+		ref, err := registry.ParseRef(b.image)
+		if err != nil {
+			return o, fmt.Errorf("--image %q: explicit registry credentials are sent only to the registry of --image, and this is not an image repository: %v", b.image, err)
+		}
+		kc.Registry = ref.RegistryHost()
+	}
 	if err := kc.Validate(); err != nil {
 		return o, err
 	}

@@ -169,5 +169,8 @@ func (a *app) printRelease(res *pipeline.ReleaseResult) error {
 	} else if !res.DryRun && g.Changed && !res.Notified {
 		fmt.Fprintln(a.stdout, "Flux applies it at its next interval (use --wait or --flux-webhook to apply it now).")
 	}
+	if res.Reason != "" {
+		fmt.Fprintf(a.stdout, "why:    built, not a no-op: %s\n", res.Reason)
+	}
 	return nil
 }

@@ -49,7 +49,7 @@ forward to the newest tag again: suspend it first
 			if opts.GitOps, err = gf.options(a); err != nil {
 				return err
 			}
-			if opts.Registry, err = registryOptions(a, &bf); err != nil {
+			if opts.Registry, opts.Credentials, err = registryOptions(a, &bf); err != nil {
 				return err
 			}
 			if wait {

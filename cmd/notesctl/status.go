@@ -43,7 +43,7 @@ image's labels (site commit, Hugo version) and, with --cluster or
 			if opts.GitOps, err = gf.options(a); err != nil {
 				return err
 			}
-			if opts.Registry, err = registryOptions(a, &bf); err != nil {
+			if opts.Registry, opts.Credentials, err = registryOptions(a, &bf); err != nil {
 				return err
 			}
 			if cluster || flagChanged(cmd.Flags(), "kubeconfig") || flagChanged(cmd.Flags(), "context") {
@@ -122,8 +122,10 @@ func (b *buildFlags) registerReadOnly(cmd *cobra.Command) {
 }
 
 // registryOptions builds read-only registry access from the credential
-// flags that status and rollback share with build.
-func registryOptions(a *app, bf *buildFlags) (registry.PublishOptions, error) {
+// flags that status and rollback share with build. The explicit
+// credentials are returned apart: pipeline offers them only to the
+// registry of the image the GitOps repository deploys.
+func registryOptions(a *app, bf *buildFlags) (registry.PublishOptions, registry.KeychainOptions, error) {
 	user := bf.username
 	if user == "" {
 		user = a.getenv("NOTESCTL_REGISTRY_USERNAME")
@@ -132,7 +134,7 @@ func registryOptions(a *app, bf *buildFlags) (registry.PublishOptions, error) {
 	a.addSecret(password)
 	kc := registry.KeychainOptions{Username: user, Password: password}
 	if err := kc.Validate(); err != nil {
-		return registry.PublishOptions{}, err
+		return registry.PublishOptions{}, kc, err
 	}
-	return registry.PublishOptions{Keychain: registry.Keychain(kc), Insecure: bf.insecure, CAFile: bf.caFile}, nil
+	return registry.PublishOptions{Insecure: bf.insecure, CAFile: bf.caFile}, kc, nil
 }

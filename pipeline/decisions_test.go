@@ -1,0 +1,139 @@
+package pipeline
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/notesctl/notesctl/manifests"
+)
+
+// Table tests of the small decisions a release and a rollback take from
+// what the GitOps repository holds.
+
+const (
+	digestA = "sha256:4a5b6c7d8e9f00112233445566778899aabbccddeeff00112233445566778899"
+	digestB = "sha256:0000000000000000000000000000000000000000000000000000000000000001"
+	tagA    = "main-b9060af-1746598316-hugo0.145.0"
+)
+
+func TestTagOf(t *testing.T) {
+	for _, c := range []struct {
+		field, value, want string
+	}{
+		{manifests.FieldImage, "ghcr.io/acme/notes:" + tagA, tagA},
+		{manifests.FieldImage, "ghcr.io/acme/notes:" + tagA + "@" + digestA, tagA},
+		{manifests.FieldImage, "127.0.0.1:5000/acme/notes:" + tagA + "@" + digestA, tagA},
+		{manifests.FieldImage, "127.0.0.1:5000/acme/notes", ""},
+		{manifests.FieldImage, "127.0.0.1:5000/acme/notes@" + digestA, ""},
+		{manifests.FieldImage, "docker.io/nginx", ""},
+		{manifests.FieldImage, "nginx:1.27", "1.27"},
+		{manifests.FieldImage, "ghcr.io/acme/notes:${TAG}", ""},
+		{manifests.FieldImage, "", ""},
+		{manifests.FieldTag, tagA, tagA},
+		{manifests.FieldName, "ghcr.io/acme/notes", ""},
+		{manifests.FieldDigest, digestA, ""},
+	} {
+		if got := tagOf(manifests.Found{Field: c.field, Value: c.value}); got != c.want {
+			t.Errorf("tagOf(%q %q) = %q, want %q", c.field, c.value, got, c.want)
+		}
+	}
+}
+
+func TestMatches(t *testing.T) {
+	ref := "ghcr.io/acme/notes:" + tagA + "@" + digestA
+	for _, c := range []struct {
+		ref, to string
+		want    bool
+	}{
+		{ref, ref, true},
+		{ref, tagA, true},
+		{ref, digestA, true},
+		{ref, digestB, false},
+		{ref, "b9060af", true},
+		{ref, "b9060af0123456789", true}, // a longer commit prefix than the tag's
+		{ref, "b9060a", false},           // too short to be a commit
+		{ref, "c9060af", false},
+		{ref, "main", false},
+		{"ghcr.io/acme/notes:v2", "v2", true},
+		{"ghcr.io/acme/notes", "notes", false},
+		{"ghcr.io/acme/notes@" + digestA, digestA, true},
+		{"not a reference", "b9060af", false},
+	} {
+		if got := matches(c.ref, c.to); got != c.want {
+			t.Errorf("matches(%q, %q) = %v, want %v", c.ref, c.to, got, c.want)
+		}
+	}
+}
+
+func TestIsLocalPath(t *testing.T) {
+	for _, c := range []struct {
+		loc  string
+		want bool
+	}{
+		{"gitops", true},
+		{"./gitops", true},
+		{"../gitops", true},
+		{"/srv/gitops", true},
+		{".notesctl/gitops", true},
+		{"file:///srv/gitops", true},
+		{"./a:b", true},
+		{`C:\gitops`, true},
+		{"https://github.com/acme/gitops.git", false},
+		{"http://127.0.0.1:3000/acme/gitops.git", false},
+		{"ssh://git@github.com/acme/gitops.git", false},
+		{"git://example.org/gitops.git", false},
+		{"git@github.com:acme/gitops.git", false},
+		{"example.org:gitops.git", false},
+	} {
+		if got := IsLocalPath(c.loc); got != c.want {
+			t.Errorf("IsLocalPath(%q) = %v, want %v", c.loc, got, c.want)
+		}
+	}
+}
+
+func TestImageKeyDiffers(t *testing.T) {
+	deployed := imageKey{
+		Revision: "b9060af2d8b1", GeneratorVersion: "0.145.0", Source: "https://github.com/acme/notes",
+		BaseName: "docker.io/nginxinc/nginx-unprivileged:1.27-alpine", BaseDigest: digestA,
+		WebRoot: "/usr/share/nginx/html", LayerFormat: "1",
+	}
+	for _, c := range []struct {
+		name string
+		edit func(*imageKey)
+		want string // in the reason; "" = no difference
+	}{
+		{"same", func(*imageKey) {}, ""},
+		{"commit", func(k *imageKey) { k.Revision = "c0ffee000000" }, "site commit changed"},
+		{"hugo", func(k *imageKey) { k.GeneratorVersion = "0.146.0" }, "Hugo version changed: the deployed image has 0.145.0, this release 0.146.0"},
+		{"base tag moved", func(k *imageKey) { k.BaseDigest = digestB }, "base image digest changed: the deployed image has " + digestA + ", this release " + digestB},
+		{"other base", func(k *imageKey) { k.BaseName = "docker.io/nginxinc/nginx-unprivileged:1.28-alpine" }, "base image changed"},
+		{"web root", func(k *imageKey) { k.WebRoot = "/srv/www" }, "web root changed"},
+		{"platforms", func(k *imageKey) { k.Platforms = "linux/arm64" }, "platforms changed: the deployed image has every platform of the base, this release linux/arm64"},
+		{"layer format", func(k *imageKey) { k.LayerFormat = "2" }, "layer format changed"},
+		{"built before the labels existed", func(k *imageKey) { k.LayerFormat = "" }, "layer format changed: the deployed image has 1, this release none"},
+		{"source", func(k *imageKey) { k.Source = "https://github.com/acme/other" }, "source repository changed"},
+	} {
+		want := deployed
+		c.edit(&want)
+		got := want.differs(deployed)
+		if c.want == "" && got != "" || c.want != "" && !strings.Contains(got, c.want) {
+			t.Errorf("%s: differs = %q, want %q", c.name, got, c.want)
+		}
+	}
+}
+
+func TestOutcome(t *testing.T) {
+	for _, c := range []struct {
+		res  ReleaseResult
+		want string
+	}{
+		{ReleaseResult{GitOps: GitOpsResult{Changed: true, Commit: "abc"}}, OutcomeReleased},
+		{ReleaseResult{}, OutcomeUnchanged},
+		{ReleaseResult{GitOps: GitOpsResult{Superseded: "ghcr.io/acme/notes:" + tagA}}, OutcomeSuperseded},
+		{ReleaseResult{DryRun: true, GitOps: GitOpsResult{Superseded: "x"}}, OutcomeDryRun},
+	} {
+		if got := outcome(&c.res); got != c.want {
+			t.Errorf("outcome(%+v) = %q, want %q", c.res, got, c.want)
+		}
+	}
+}
