@@ -279,6 +279,10 @@ func StripCredentials(raw string) string {
 	return u.String()
 }
 
+// hugoBuildLock is the lock file every hugo run (hugo, hugo server) leaves
+// in the site root. It is never part of the output, so it is no change.
+const hugoBuildLock = ".hugo_build.lock"
+
 func dirtyPaths(wt *git.Worktree, prefix string) ([]string, error) {
 	status, err := wt.Status()
 	if err != nil {
@@ -289,7 +293,7 @@ func dirtyPaths(wt *git.Worktree, prefix string) ([]string, error) {
 		if s.Worktree == git.Unmodified && s.Staging == git.Unmodified {
 			continue
 		}
-		if strings.HasPrefix(p, path.Join(prefix, StateDir)+"/") {
+		if strings.HasPrefix(p, path.Join(prefix, StateDir)+"/") || p == path.Join(prefix, hugoBuildLock) {
 			continue
 		}
 		if s.Worktree == git.Untracked && s.Staging == git.Untracked {
