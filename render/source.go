@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -23,6 +22,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/format/gitignore"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/spf13/afero"
+
+	"github.com/notesctl/notesctl/internal/redact"
 )
 
 // StateDir is notesctl's own folder in a site repository (release --local
@@ -266,17 +267,7 @@ func originURL(repo *git.Repository) string {
 	if err != nil || len(remote.Config().URLs) == 0 {
 		return ""
 	}
-	return StripCredentials(remote.Config().URLs[0])
-}
-
-// StripCredentials removes the user info from a URL-shaped string.
-func StripCredentials(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.Scheme == "" || u.Host == "" {
-		return raw
-	}
-	u.User = nil
-	return u.String()
+	return redact.StripUserinfo(remote.Config().URLs[0])
 }
 
 // hugoBuildLock is the lock file every hugo run (hugo, hugo server) leaves
