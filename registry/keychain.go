@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -121,58 +120,3 @@ func secretsFor(kc authn.Keychain, res authn.Resource) []string {
 	}
 	return out
 }
-
-// redactor scrubs secrets from error messages and log lines.
-type redactor struct{ secrets []string }
-
-func newRedactor(secrets ...string) *redactor {
-	seen := map[string]bool{}
-	var keep []string
-	for _, s := range secrets {
-		if s != "" && !seen[s] {
-			seen[s] = true
-			keep = append(keep, s)
-		}
-	}
-	// Longest first, so a secret that contains another is replaced whole.
-	sort.Slice(keep, func(i, j int) bool { return len(keep[i]) > len(keep[j]) })
-	return &redactor{secrets: keep}
-}
-
-const redacted = "[REDACTED]"
-
-func (r *redactor) string(s string) string {
-	if r == nil {
-		return s
-	}
-	for _, secret := range r.secrets {
-		s = strings.ReplaceAll(s, secret, redacted)
-	}
-	return s
-}
-
-// error wraps err so that its message carries no secret. errors.Is/As still
-// reach the cause (e.g. context.Canceled, *transport.Error).
-func (r *redactor) error(err error) error {
-	if err == nil || r == nil || len(r.secrets) == 0 {
-		return err
-	}
-	return &redactedError{msg: r.string(err.Error()), err: err}
-}
-
-func (r *redactor) logf(logf func(string, ...any)) func(string, ...any) {
-	if logf == nil {
-		return nil
-	}
-	return func(format string, args ...any) {
-		logf("%s", r.string(fmt.Sprintf(format, args...)))
-	}
-}
-
-type redactedError struct {
-	msg string
-	err error
-}
-
-func (e *redactedError) Error() string { return e.msg }
-func (e *redactedError) Unwrap() error { return e.err }

@@ -3,6 +3,8 @@ package registry
 import (
 	"strings"
 	"time"
+
+	"github.com/notesctl/notesctl/internal/redact"
 )
 
 // Keys of the image config labels and manifest annotations Build writes.
@@ -78,7 +80,7 @@ func (m Metadata) Labels() map[string]string {
 			out[k] = v
 		}
 	}
-	set(LabelSource, redactURL(m.Source))
+	set(LabelSource, redact.StripUserinfo(m.Source))
 	set(LabelRevision, m.Revision)
 	if !m.Created.IsZero() {
 		out[LabelCreated] = m.Created.UTC().Format(time.RFC3339)
@@ -122,27 +124,6 @@ func MetadataFromLabels(labels map[string]string) (m Metadata, ok bool) {
 		m.Created = t.UTC()
 	}
 	return m, ok
-}
-
-// redactURL drops the user info from a URL ("https://user:token@host/x")
-// so a token used to clone the site never ends up in a public image label.
-// It works on the text, so URLs url.Parse rejects are redacted too; scp-like
-// forms ("git@host:org/repo") carry no password and are kept.
-func redactURL(s string) string {
-	i := strings.Index(s, "://")
-	if i < 0 {
-		return s
-	}
-	rest := s[i+3:]
-	end := strings.IndexAny(rest, "/?#")
-	if end < 0 {
-		end = len(rest)
-	}
-	at := strings.LastIndex(rest[:end], "@")
-	if at < 0 {
-		return s
-	}
-	return s[:i+3] + rest[at+1:]
 }
 
 // PlatformsLabel is the value of LabelPlatforms for the platforms requested

@@ -26,6 +26,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/notesctl/notesctl/internal/redact"
 )
 
 // LayoutPrefix marks a destination or reference as an OCI image layout
@@ -212,7 +214,7 @@ type session struct {
 	rt      *retryTransport // retrying transport, for our own requests
 	timeout time.Duration   // resolved ResponseTimeout, 0: none
 	stats   *pushStats
-	red     *redactor
+	red     *redact.Secrets
 	cleanup func()
 }
 
@@ -221,14 +223,14 @@ func newSession(ctx context.Context, res authn.Resource, opts PublishOptions, co
 	if kc == nil {
 		kc = Keychain(KeychainOptions{})
 	}
-	red := newRedactor(secretsFor(kc, res)...)
+	red := redact.New(secretsFor(kc, res)...)
 	timeout, err := opts.responseTimeout()
 	if err != nil {
 		return nil, err
 	}
 	base, cleanup, err := baseTransport(opts, timeout)
 	if err != nil {
-		return nil, red.error(err)
+		return nil, red.Error(err)
 	}
 	s := &session{ctx: ctx, opts: opts, red: red, cleanup: cleanup, timeout: timeout}
 	inner := base
@@ -236,7 +238,7 @@ func newSession(ctx context.Context, res authn.Resource, opts PublishOptions, co
 		s.stats = newPushStats()
 		inner = &countingTransport{inner: base, stats: s.stats}
 	}
-	s.rt = newRetryTransport(inner, opts.Retry, red.logf(opts.Logger))
+	s.rt = newRetryTransport(inner, opts.Retry, red.Logf(opts.Logger))
 	policy := opts.Retry.withDefaults()
 	s.ropts = []remote.Option{
 		remote.WithContext(ctx),
@@ -283,10 +285,10 @@ func (s *session) wrap(err error) error {
 	}
 	// Upload locations carry the registry's signed upload state; ggcr
 	// hides it in its own errors, net/http's url.Error does not.
-	if msg := uploadState.ReplaceAllString(err.Error(), "${1}REDACTED"); msg != err.Error() {
-		err = &redactedError{msg: msg, err: err}
+	if msg := uploadState.ReplaceAllString(err.Error(), "${1}"+redact.Marker); msg != err.Error() {
+		err = redact.WithMessage(err, msg)
 	}
-	return s.red.error(err)
+	return s.red.Error(err)
 }
 
 // publish pushes to repo; dest is the repository as the user wrote it,

@@ -36,12 +36,12 @@ func testOptions(tags ...string) PublishOptions {
 
 // testImage returns a random image with the given number of layers and a
 // label, so FetchLabels has something to read.
-func testImage(t *testing.T, layers int64, label string) v1.Image {
+func testImage(t testing.TB, layers int64, label string) v1.Image {
 	t.Helper()
 	return testPlatformImage(t, layers, label, "amd64")
 }
 
-func testPlatformImage(t *testing.T, layers int64, label, arch string) v1.Image {
+func testPlatformImage(t testing.TB, layers int64, label, arch string) v1.Image {
 	t.Helper()
 	img, err := random.Image(2048, layers)
 	if err != nil {
@@ -62,7 +62,7 @@ func testPlatformImage(t *testing.T, layers int64, label, arch string) v1.Image 
 }
 
 // testIndex returns a two-platform index of random images.
-func testIndex(t *testing.T, label string) v1.ImageIndex {
+func testIndex(t testing.TB, label string) v1.ImageIndex {
 	t.Helper()
 	var adds []mutate.IndexAddendum
 	for _, arch := range []string{"amd64", "arm64"} {

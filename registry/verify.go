@@ -14,10 +14,10 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
@@ -30,11 +30,6 @@ var ErrNotFound = errors.New("image not found")
 // maxManifestSize bounds manifests and configs read into memory; registries
 // commonly reject manifests above 4 MiB.
 const maxManifestSize = 4 << 20
-
-var manifestAccept = strings.Join([]string{
-	string(types.OCIManifestSchema1), string(types.DockerManifestSchema2),
-	string(types.OCIImageIndex), string(types.DockerManifestList),
-}, ", ")
 
 // Verify checks that ref is complete at its destination: the manifest or
 // index (fetched by digest, content checked against the digest), every child
@@ -116,19 +111,13 @@ func parseReference(ref string, insecure bool) (name.Reference, string, error) {
 	return r, tag, nil
 }
 
-func (s *session) keychain() authn.Keychain {
-	if s.opts.Keychain != nil {
-		return s.opts.Keychain
-	}
-	return Keychain(KeychainOptions{})
-}
-
-// regClient reads manifests and blobs of one repository over our retrying
-// transport, authenticated once (one ping, one token) for all requests.
+// regClient reads manifests and blobs of one repository through
+// go-containerregistry's Puller, which authenticates once (one ping, one
+// token) for all the requests of the repository.
 type regClient struct {
 	ctx    context.Context
 	repo   name.Repository
-	client *http.Client
+	puller *remote.Puller
 	// seen, when set, holds the manifests read so far by their digest, so
 	// that a manifest read by tag is not read again by digest. FetchLabels
 	// sets it; Verify does not, since that the registry serves the manifest
@@ -143,100 +132,78 @@ type cachedManifest struct {
 }
 
 func (s *session) client(repo name.Repository) (*regClient, error) {
-	auth, err := authn.Resolve(s.ctx, s.keychain(), repo)
-	if err != nil {
-		return nil, fmt.Errorf("resolve credentials for %s: %w", repo.RegistryStr(), err)
-	}
-	tr, err := transport.NewWithContext(s.ctx, repo.Registry, auth, s.rt, []string{repo.Scope(transport.PullScope)})
+	p, err := remote.NewPuller(s.ropts...)
 	if err != nil {
 		return nil, err
 	}
-	return &regClient{ctx: s.ctx, repo: repo, client: &http.Client{Transport: tr}}, nil
+	return &regClient{ctx: s.ctx, repo: repo, puller: p}, nil
 }
 
-func (c *regClient) url(kind, ident string) string {
-	return fmt.Sprintf("%s://%s/v2/%s/%s/%s", c.repo.Scheme(), c.repo.RegistryStr(), c.repo.RepositoryStr(), kind, ident)
-}
-
-func (c *regClient) do(method, url, accept string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(c.ctx, method, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	if accept != "" {
-		req.Header.Set("Accept", accept)
-	}
-	return c.client.Do(req)
-}
-
-// manifest fetches a manifest by tag or digest and checks its content
-// against the digest when fetched by digest.
+// manifest fetches a manifest by tag or digest; the Puller checks its
+// content against the digest when fetched by digest.
 func (c *regClient) manifest(ident string) ([]byte, types.MediaType, v1.Hash, error) {
-	if h, err := v1.NewHash(ident); err == nil && c.seen != nil {
+	var ref name.Reference = c.repo.Tag(ident)
+	if h, err := v1.NewHash(ident); err == nil {
 		if m, ok := c.seen[h]; ok {
 			return m.body, m.mt, h, nil
 		}
+		ref = c.repo.Digest(ident)
 	}
-	resp, err := c.do(http.MethodGet, c.url("manifests", ident), manifestAccept)
+	d, err := c.puller.Get(c.ctx, ref)
 	if err != nil {
-		return nil, "", v1.Hash{}, err
-	}
-	defer resp.Body.Close()
-	if err := transport.CheckError(resp, http.StatusOK); err != nil {
 		if isManifestUnknown(err) {
 			return nil, "", v1.Hash{}, fmt.Errorf("manifest %s: %w (%v)", ident, ErrNotFound, err)
 		}
 		return nil, "", v1.Hash{}, fmt.Errorf("manifest %s: %w", ident, err)
 	}
-	body, err := readAtMost(resp.Body, maxManifestSize)
-	if err != nil {
-		return nil, "", v1.Hash{}, fmt.Errorf("manifest %s: %w", ident, err)
+	if len(d.Manifest) > maxManifestSize {
+		return nil, "", v1.Hash{}, fmt.Errorf("manifest %s: larger than %d bytes", ident, maxManifestSize)
 	}
-	got := digestOf(body)
-	if want, err := v1.NewHash(ident); err == nil && want != got {
-		return nil, "", v1.Hash{}, fmt.Errorf("manifest %s: registry returned content with digest %s", ident, got)
-	}
-	mt := manifestMediaType(resp.Header.Get("Content-Type"), body)
+	mt := manifestMediaType(string(d.MediaType), d.Manifest)
 	if c.seen != nil {
-		c.seen[got] = cachedManifest{body: body, mt: mt}
+		c.seen[d.Digest] = cachedManifest{body: d.Manifest, mt: mt}
 	}
-	return body, mt, got, nil
+	return d.Manifest, mt, d.Digest, nil
 }
 
-// blobExists checks a blob by HEAD, including its size.
+// layer names a blob of the repository; nothing is fetched yet.
+func (c *regClient) layer(h v1.Hash) (v1.Layer, error) {
+	return c.puller.Layer(c.ctx, c.repo.Digest(h.String()))
+}
+
+// blobExists checks a blob by HEAD (the layer's Size), including its size.
 func (c *regClient) blobExists(d v1.Descriptor) error {
-	resp, err := c.do(http.MethodHead, c.url("blobs", d.Digest.String()), "")
+	l, err := c.layer(d.Digest)
 	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusNotFound {
-		return fmt.Errorf("blob %s (%s) is missing", d.Digest, d.MediaType)
-	}
-	if err := transport.CheckError(resp, http.StatusOK); err != nil {
 		return fmt.Errorf("blob %s: %w", d.Digest, err)
 	}
-	if resp.ContentLength > 0 && d.Size > 0 && resp.ContentLength != d.Size {
-		return fmt.Errorf("blob %s has size %d, manifest says %d", d.Digest, resp.ContentLength, d.Size)
+	size, err := l.Size()
+	var terr *transport.Error
+	switch {
+	case errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound:
+		return fmt.Errorf("blob %s (%s) is missing", d.Digest, d.MediaType)
+	case err != nil:
+		return fmt.Errorf("blob %s: %w", d.Digest, err)
+	case size > 0 && d.Size > 0 && size != d.Size:
+		return fmt.Errorf("blob %s has size %d, manifest says %d", d.Digest, size, d.Size)
 	}
 	return nil
 }
 
+// blob downloads a small blob (a config); the Puller checks its digest.
 func (c *regClient) blob(h v1.Hash) ([]byte, error) {
-	resp, err := c.do(http.MethodGet, c.url("blobs", h.String()), "")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if err := transport.CheckError(resp, http.StatusOK); err != nil {
-		return nil, fmt.Errorf("blob %s: %w", h, err)
-	}
-	body, err := readAtMost(resp.Body, maxManifestSize)
+	l, err := c.layer(h)
 	if err != nil {
 		return nil, fmt.Errorf("blob %s: %w", h, err)
 	}
-	if got := digestOf(body); got != h {
-		return nil, fmt.Errorf("blob %s: registry returned content with digest %s", h, got)
+	rc, err := l.Compressed()
+	if err != nil {
+		return nil, fmt.Errorf("blob %s: %w", h, err)
+	}
+	defer rc.Close()
+	body, err := readAtMost(rc, maxManifestSize)
+	if err != nil {
+		return nil, fmt.Errorf("blob %s: %w", h, err)
 	}
 	return body, nil
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-git/go-git/v5"
+
 	"github.com/notesctl/notesctl/internal/sitegit"
 )
 
@@ -427,6 +429,38 @@ func TestRenderSameSourceTwice(t *testing.T) {
 	for p, c := range a {
 		if b[p] != c {
 			t.Errorf("%s differs between two renders of one Source", p)
+		}
+	}
+}
+
+// TestRemoteURLHasNoCredentials: the origin URL goes into a public image
+// label; its user info goes whatever form the URL has, including forms
+// net/url rejects.
+func TestRemoteURLHasNoCredentials(t *testing.T) {
+	for origin, want := range map[string]string{
+		"https://x-access-token:ghs_s3cret@github.com/o/r.git": "https://github.com/o/r.git",
+		"https://u:p%zz@git.example.org/o/r":                   "https://git.example.org/o/r",
+		"git@github.com:o/r.git":                               "git@github.com:o/r.git",
+	} {
+		dir := newSiteRepo(t, "testdata/mini", nil)
+		repo, err := git.PlainOpen(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := repo.Config()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Remotes["origin"].URLs = []string{origin}
+		if err := repo.SetConfig(cfg); err != nil {
+			t.Fatal(err)
+		}
+		src, err := OpenSource(SourceOptions{SiteDir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if src.RemoteURL != want {
+			t.Errorf("origin %q: RemoteURL = %q, want %q", origin, src.RemoteURL, want)
 		}
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -23,6 +22,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/format/gitignore"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/spf13/afero"
+
+	"github.com/notesctl/notesctl/internal/redact"
 )
 
 // StateDir is notesctl's own folder in a site repository (release --local
@@ -266,18 +267,12 @@ func originURL(repo *git.Repository) string {
 	if err != nil || len(remote.Config().URLs) == 0 {
 		return ""
 	}
-	return StripCredentials(remote.Config().URLs[0])
+	return redact.StripUserinfo(remote.Config().URLs[0])
 }
 
-// StripCredentials removes the user info from a URL-shaped string.
-func StripCredentials(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.Scheme == "" || u.Host == "" {
-		return raw
-	}
-	u.User = nil
-	return u.String()
-}
+// hugoBuildLock is the lock file every hugo run (hugo, hugo server) leaves
+// in the site root. It is never part of the output, so it is no change.
+const hugoBuildLock = ".hugo_build.lock"
 
 func dirtyPaths(wt *git.Worktree, prefix string) ([]string, error) {
 	status, err := wt.Status()
@@ -289,7 +284,7 @@ func dirtyPaths(wt *git.Worktree, prefix string) ([]string, error) {
 		if s.Worktree == git.Unmodified && s.Staging == git.Unmodified {
 			continue
 		}
-		if strings.HasPrefix(p, path.Join(prefix, StateDir)+"/") {
+		if strings.HasPrefix(p, path.Join(prefix, StateDir)+"/") || p == path.Join(prefix, hugoBuildLock) {
 			continue
 		}
 		if s.Worktree == git.Untracked && s.Staging == git.Untracked {

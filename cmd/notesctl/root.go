@@ -10,6 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/notesctl/notesctl/internal/redact"
 )
 
 // app is what every command shares: the streams, the environment and the
@@ -91,14 +93,7 @@ Configuration comes from flags, then NOTESCTL_* environment variables, then
 }
 
 // redact removes every secret the command has seen from a message.
-func (a *app) redact(s string) string {
-	for _, sec := range a.secrets {
-		if len(sec) >= 3 {
-			s = strings.ReplaceAll(s, sec, "***")
-		}
-	}
-	return s
-}
+func (a *app) redact(s string) string { return redact.Text(s, a.secrets...) }
 
 func (a *app) addSecret(s string) {
 	if s = strings.TrimSpace(s); s != "" {
