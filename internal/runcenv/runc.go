@@ -191,48 +191,95 @@ func (c *Container) HTTPClient() *http.Client {
 	}
 }
 
-// Forward listens on a free port of the host's loopback and forwards each
-// connection to port inside the container, for clients that cannot dial
-// into a namespace (a browser). It returns the host address; it stops when
-// the test ends.
-func (c *Container) Forward(t testing.TB, port int) string {
+// Forwarder listens on a free port of the host's loopback and forwards
+// each connection to a port inside a container, for clients that cannot
+// dial into a namespace (a browser). Switch moves it to another container,
+// as a Service moves to the new pod of a rollout: connections to the old
+// one are closed, new ones go to the new one, and the address stays, so a
+// browser keeps its cache for the site's origin.
+type Forwarder struct {
+	ln     net.Listener
+	port   int
+	mu     sync.Mutex
+	target *Container
+	conns  map[net.Conn]bool
+	wg     sync.WaitGroup
+}
+
+// NewForwarder starts a forwarder to port; it has no target until Switch,
+// and stops when the test ends.
+func NewForwarder(t testing.TB, port int) *Forwarder {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	ctx, cancel := context.WithCancel(context.Background())
+	f := &Forwarder{ln: ln, port: port, conns: map[net.Conn]bool{}}
 	t.Cleanup(func() {
-		cancel()
 		ln.Close()
-		wg.Wait()
+		f.Switch(nil)
+		f.wg.Wait()
 	})
-	target := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	wg.Go(func() {
-		for {
-			in, err := ln.Accept()
+	f.wg.Go(f.serve)
+	return f
+}
+
+// Addr is the host address ("127.0.0.1:PORT").
+func (f *Forwarder) Addr() string { return f.ln.Addr().String() }
+
+// Switch sends new connections to c and closes those to the previous
+// target.
+func (f *Forwarder) Switch(c *Container) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.target = c
+	for conn := range f.conns {
+		conn.Close()
+	}
+	clear(f.conns)
+}
+
+func (f *Forwarder) serve() {
+	target := net.JoinHostPort("127.0.0.1", strconv.Itoa(f.port))
+	for {
+		in, err := f.ln.Accept()
+		if err != nil {
+			return
+		}
+		f.mu.Lock()
+		c := f.target
+		f.mu.Unlock()
+		if c == nil {
+			in.Close()
+			continue
+		}
+		f.wg.Go(func() {
+			defer in.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			out, err := c.Dial(ctx, "tcp", target)
+			cancel()
 			if err != nil {
 				return
 			}
-			wg.Go(func() {
-				defer in.Close()
-				out, err := c.Dial(ctx, "tcp", target)
-				if err != nil {
-					return
-				}
-				defer out.Close()
-				stop := context.AfterFunc(ctx, func() { in.Close(); out.Close() })
-				defer stop()
-				done := make(chan struct{}, 2)
-				go func() { io.Copy(out, in); out.(*net.TCPConn).CloseWrite(); done <- struct{}{} }()
-				go func() { io.Copy(in, out); in.(*net.TCPConn).CloseWrite(); done <- struct{}{} }()
-				<-done
-				<-done
-			})
-		}
-	})
-	return ln.Addr().String()
+			defer out.Close()
+			f.mu.Lock()
+			if f.target != c { // switched while dialing
+				f.mu.Unlock()
+				return
+			}
+			f.conns[in], f.conns[out] = true, true
+			f.mu.Unlock()
+			done := make(chan struct{}, 2)
+			go func() { io.Copy(out, in); out.(*net.TCPConn).CloseWrite(); done <- struct{}{} }()
+			go func() { io.Copy(in, out); in.(*net.TCPConn).CloseWrite(); done <- struct{}{} }()
+			<-done
+			<-done
+			f.mu.Lock()
+			delete(f.conns, in)
+			delete(f.conns, out)
+			f.mu.Unlock()
+		})
+	}
 }
 
 // WaitHTTP polls url through the container's client until it answers (any
