@@ -33,6 +33,7 @@ type BuildOptions struct {
 	To          string
 	Base        string
 	WebRoot     string
+	Serving     string // registry.ServingAuto (""), ServingNginx or ServingNone
 	Platforms   []string
 	TagTemplate string
 	ExtraTags   []string
@@ -241,6 +242,7 @@ func buildPlanned(ctx context.Context, r *runner, opts BuildOptions, p *plannedB
 		art, report, err = registry.Build(ctx, site.Files, registry.BuildOptions{
 			Base:      opts.Base,
 			WebRoot:   opts.WebRoot,
+			Serving:   opts.Serving,
 			Platforms: opts.Platforms,
 			Created:   p.src.Time,
 			Meta: registry.Metadata{

@@ -24,6 +24,9 @@ type BuildOptions struct {
 	// WebRoot is the absolute directory the site is placed in; empty means
 	// DefaultWebRoot.
 	WebRoot string
+	// Serving is ServingAuto (when empty), ServingNginx or ServingNone: whether
+	// the image gets the serving layer and precompressed files.
+	Serving string
 	// Platforms selects platforms ("linux/amd64", "linux/arm64/v8") from a
 	// multi-platform base; empty means every platform it has. For a scratch
 	// base it lists the platforms to make (default linux/amd64); more than
@@ -55,6 +58,8 @@ type BuildReport struct {
 	Base       string
 	BaseName   string
 	BaseDigest string
+	// Serving is the serving mode used: ServingNginx or ServingNone.
+	Serving string
 	// Layers are the layers added on top of the base, bottom first.
 	Layers []LayerReport
 	// Platforms are the platforms of the result, in manifest order.
@@ -94,15 +99,28 @@ func Build(ctx context.Context, site fs.FS, opts BuildOptions) (Artifact, *Build
 	if err := ctx.Err(); err != nil {
 		return Artifact{}, nil, err
 	}
-	layers, err := Layers(site, webRoot, created)
-	if err != nil {
-		return Artifact{}, nil, err
-	}
-	if err := ctx.Err(); err != nil {
-		return Artifact{}, nil, err
-	}
 	bases, err := base.images(platforms)
 	if err != nil {
+		return Artifact{}, nil, err
+	}
+	serving, err := resolveServing(opts.Serving, base.scratch, bases)
+	if err != nil {
+		return Artifact{}, nil, err
+	}
+	var layers []SiteLayer
+	if serving == ServingNginx {
+		sl, err := servingLayer(webRoot)
+		if err != nil {
+			return Artifact{}, nil, err
+		}
+		layers = append(layers, sl)
+	}
+	siteLayers, err := BuildLayers(site, LayerOptions{WebRoot: webRoot, Created: created, Precompress: serving == ServingNginx})
+	if err != nil {
+		return Artifact{}, nil, err
+	}
+	layers = append(layers, siteLayers...)
+	if err := ctx.Err(); err != nil {
 		return Artifact{}, nil, err
 	}
 
@@ -123,7 +141,7 @@ func Build(ctx context.Context, site fs.FS, opts BuildOptions) (Artifact, *Build
 	meta.LayerFormat = LayerFormat
 	labels := meta.Labels()
 
-	report := &BuildReport{Base: ref, BaseName: meta.BaseName, BaseDigest: meta.BaseDigest}
+	report := &BuildReport{Base: ref, BaseName: meta.BaseName, BaseDigest: meta.BaseDigest, Serving: serving}
 	for _, l := range layers {
 		lr := LayerReport{Name: l.Name, Files: l.Files}
 		if lr.Digest, err = l.Layer.Digest(); err == nil {
@@ -180,12 +198,16 @@ func decorate(base v1.Image, layers []SiteLayer, labels map[string]string, creat
 		if sl, ok := layer.(*siteLayer); ok {
 			layer = sl.withMediaType(layerType)
 		}
+		createdBy := fmt.Sprintf("notesctl: %s layer, %d files in %s", l.Name, l.Files, webRoot)
+		if l.Name == LayerServing {
+			createdBy = fmt.Sprintf("notesctl: %s layer, nginx config %s for %s", l.Name, NginxConfigPath, webRoot)
+		}
 		adds = append(adds, mutate.Addendum{
 			Layer:     layer,
 			MediaType: layerType,
 			History: v1.History{
 				Created:   v1.Time{Time: created},
-				CreatedBy: fmt.Sprintf("notesctl: %s layer, %d files in %s", l.Name, l.Files, webRoot),
+				CreatedBy: createdBy,
 			},
 		})
 	}

@@ -232,9 +232,13 @@ func checkOnBase(t *testing.T, img v1.Image, rep *BuildReport, wantPlatform stri
 			t.Errorf("%s: %s label %q, annotation %q, want %q", wantPlatform, k, c.Labels[k], m.Annotations[k], v)
 		}
 	}
-	// One base layer, then assets, then pages.
-	if len(m.Layers) != 3 || len(cfg.History) != 3 {
-		t.Fatalf("%s: %d layers, %d history entries; want base + 2", wantPlatform, len(m.Layers), len(cfg.History))
+	// One base layer, then (the test base runs nginx) serving, assets,
+	// then pages.
+	if rep.Serving != ServingNginx || len(rep.Layers) != 3 || rep.Layers[0].Name != LayerServing {
+		t.Errorf("%s: serving %q, layers %+v; want the serving layer first", wantPlatform, rep.Serving, rep.Layers)
+	}
+	if len(m.Layers) != 4 || len(cfg.History) != 4 {
+		t.Fatalf("%s: %d layers, %d history entries; want base + 3", wantPlatform, len(m.Layers), len(cfg.History))
 	}
 	for i, lr := range rep.Layers {
 		if m.Layers[i+1].Digest != lr.Digest || cfg.RootFS.DiffIDs[i+1] != lr.DiffID {

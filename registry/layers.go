@@ -107,48 +107,113 @@ type SiteLayer struct {
 	// Layer is the gzip-compressed tar layer, media type
 	// application/vnd.oci.image.layer.v1.tar+gzip.
 	Layer v1.Layer
-	// Files is the number of regular files in the layer.
+	// Files is the number of site files in the layer (precompressed
+	// copies not counted).
 	Files int
 }
 
-// Asset timestamps are drawn from this window: clearly synthetic dates in
-// the past, far from any real commit time.
+// Timestamps. nginx (like most static servers) derives its validators from
+// the file system: Last-Modified is the file's mtime and the ETag is
+// "<mtime hex>-<size hex>". A browser that revalidates a cached copy
+// (Cache-Control: no-cache) gets 304 Not Modified when both still match. So
+// for correct caching a file's mtime must change whenever its content does,
+// and for reproducible layers it must not depend on the clock.
+//
+// A single time for every file (the commit time, or SOURCE_DATE_EPOCH) is
+// reproducible but fails the first rule: two releases with the same commit
+// second or the same fixed SOURCE_DATE_EPOCH, where a file changed but kept
+// its size, give the same ETag, and clients keep the old content for ever.
+// It also changes every validator on every release, so unchanged pages are
+// downloaded again.
+//
+// So every regular file is stamped with a time derived from its own
+// content: fileTime(sha256(content)), a second in the window 1990-2000.
+// The same bytes always get the same time, on any machine; other bytes get
+// another time (two contents collide with odds of 1 in 3*10^8, and the ETag
+// also carries the size). A precompressed NAME.gz carries the time of NAME.
+// The window lies clearly in the past: the times are synthetic, and they say
+// nothing about freshness, because the serving config (nginx.go) sends an
+// explicit Cache-Control with every response, so browsers never fall back to
+// heuristic freshness (10% of the Last-Modified age, years here). A time can
+// move backwards from one release to the next; nginx answers
+// If-Modified-Since only on an exact match (if_modified_since exact), so
+// that is still a change.
+//
+// Directories, which no validator is derived from, keep the layer time:
+// the commit time in the pages layer, AssetsTime in the assets layer.
 var (
-	assetsEpoch  = time.Date(1990, 1, 1, 0, 0, 0, 0, time.UTC)
-	assetsWindow = uint64(10 * 365 * 24 * 3600)
+	contentEpoch  = time.Date(1990, 1, 1, 0, 0, 0, 0, time.UTC)
+	contentWindow = uint64(10 * 365 * 24 * 3600)
 )
 
-// AssetsTime is the modification time of every entry in the assets layer.
-// Pages carry the commit time, but if the assets did too, every commit (a
-// text edit included) would change the assets layer and re-upload it. So
-// the assets are stamped with a time derived from their own names and
-// contents: the same assets always get the same time, on any machine, and
-// any change to them gives a different time, so the layer digest and the
-// web server's Last-Modified/ETag validators change exactly when they do.
+// contentTime maps a SHA-256 sum to a second in the synthetic window.
+func contentTime(sum []byte) time.Time {
+	offset := binary.BigEndian.Uint64(sum[:8]) % contentWindow
+	return contentEpoch.Add(time.Duration(offset) * time.Second)
+}
+
+// FileTime is the modification time a file with this content gets in the
+// image (see the comment on contentEpoch).
+func FileTime(content []byte) time.Time {
+	sum := sha256.Sum256(content)
+	return contentTime(sum[:])
+}
+
+// AssetsTime is the modification time of the directories in the assets
+// layer. Pages carry the commit time, but if the assets' directories did
+// too, every commit (a text edit included) would change the assets layer
+// and re-upload it. So they take a time derived from the assets' names and
+// contents: the same assets always give the same time, and any change to
+// them gives a different time, and a different layer digest.
 func AssetsTime(site fs.FS, files []string) (time.Time, error) {
-	h := sha256.New()
-	for _, name := range files {
+	sums := make([][sha256.Size]byte, len(files))
+	for i, name := range files {
 		data, err := fs.ReadFile(site, name)
 		if err != nil {
 			return time.Time{}, fmt.Errorf("%s: %w", name, err)
 		}
-		fmt.Fprintf(h, "%s\x00%d\x00", name, len(data))
-		h.Write(data)
+		sums[i] = sha256.Sum256(data)
 	}
-	sum := h.Sum(nil)
-	offset := binary.BigEndian.Uint64(sum[:8]) % assetsWindow
-	return assetsEpoch.Add(time.Duration(offset) * time.Second), nil
+	return assetsTime(files, sums), nil
 }
 
-// Layers turns a rendered site into its image layers: the assets layer first,
-// then the pages layer, each omitted when it would be empty. Every entry is
-// placed under webRoot (DefaultWebRoot when empty), owned by 0:0 with no user
-// or group names, mode 0755 for directories and 0644 for files, and modified
-// at created (truncated to the second; the zero time means the Unix epoch);
-// assets are modified at AssetsTime instead.
+func assetsTime(files []string, sums [][sha256.Size]byte) time.Time {
+	h := sha256.New()
+	for i, name := range files {
+		fmt.Fprintf(h, "%s\x00", name)
+		h.Write(sums[i][:])
+	}
+	return contentTime(h.Sum(nil))
+}
+
+// LayerOptions configures BuildLayers.
+type LayerOptions struct {
+	// WebRoot is where the site goes (DefaultWebRoot when empty).
+	WebRoot string
+	// Created is the commit time: the mtime of the pages layer's
+	// directories. The zero time means the Unix epoch.
+	Created time.Time
+	// Precompress adds NAME.gz beside each text file (see precompressible)
+	// that gzip makes smaller, for nginx's gzip_static. A site file of that
+	// name wins over the generated one.
+	Precompress bool
+}
+
+// Layers turns a rendered site into its image layers without precompressed
+// files: BuildLayers with only a web root and a commit time.
+func Layers(site fs.FS, webRoot string, created time.Time) ([]SiteLayer, error) {
+	return BuildLayers(site, LayerOptions{WebRoot: webRoot, Created: created})
+}
+
+// BuildLayers turns a rendered site into its image layers: the assets layer
+// first, then the pages layer, each omitted when it would be empty. Every
+// entry is placed under the web root, owned by 0:0 with no user or group
+// names, mode 0755 for directories and 0644 for files. Files are modified at
+// FileTime of their content; directories at the commit time (truncated to
+// the second), or at AssetsTime in the assets layer.
 // Entries are sorted by name and every parent directory has its own entry.
-// The digests therefore depend only on the file names and contents, created
-// and webRoot.
+// The digests therefore depend only on the file names and contents, the
+// commit time, the web root and Precompress.
 //
 // Files are read concurrently for the two layers, so site must allow
 // concurrent reads, as os.DirFS, fstest.MapFS and afero's file systems do.
@@ -156,18 +221,27 @@ func AssetsTime(site fs.FS, files []string) (time.Time, error) {
 // The site holds only directories and regular files; anything else, or a name
 // that is not a valid io/fs path (such as one escaping the root with ".."),
 // is an error naming it.
-func Layers(site fs.FS, webRoot string, created time.Time) ([]SiteLayer, error) {
-	root, err := cleanWebRoot(webRoot)
+func BuildLayers(site fs.FS, opts LayerOptions) ([]SiteLayer, error) {
+	root, err := cleanWebRoot(opts.WebRoot)
 	if err != nil {
 		return nil, err
 	}
-	mtime, err := layerTime(created)
+	mtime, err := layerTime(opts.Created)
 	if err != nil {
 		return nil, err
 	}
 	plan, err := planLayers(site)
 	if err != nil {
 		return nil, err
+	}
+	var siteFiles map[string]bool
+	if opts.Precompress {
+		siteFiles = map[string]bool{}
+		for _, p := range plan {
+			for _, f := range p.files {
+				siteFiles[f] = true
+			}
+		}
 	}
 	// Compression dominates the cost, and the layers are independent, so
 	// they are written concurrently.
@@ -178,15 +252,22 @@ func Layers(site fs.FS, webRoot string, created time.Time) ([]SiteLayer, error) 
 	for i, name := range names {
 		if p := plan[name]; p != nil {
 			wg.Go(func() {
-				t := mtime
+				files, err := readSiteFiles(site, p.files, siteFiles)
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				dirTime := mtime
 				if name == LayerAssets {
 					// See AssetsTime: a text edit (a new commit time) must
 					// not change the assets layer.
-					if t, errs[i] = AssetsTime(site, p.files); errs[i] != nil {
-						return
+					sums := make([][sha256.Size]byte, len(files))
+					for j := range files {
+						sums[j] = files[j].sum
 					}
+					dirTime = assetsTime(p.files, sums)
 				}
-				layers[i], errs[i] = writeLayer(site, root, t, p)
+				layers[i], errs[i] = writeLayer(site, root, dirTime, p, files)
 			})
 		}
 	}
@@ -364,19 +445,97 @@ func typeName(m fs.FileMode) string {
 	}
 }
 
-// tarEntry is one entry to write: its full name in the archive and, for a
-// file, its site-relative name.
-type tarEntry struct {
-	name string // archive name; directories end in "/"
-	site string // site-relative file name; "" for directories
+// precompressedTypes are the extensions (lower case) of text files that get
+// a NAME.gz beside them with Precompress: what a Hugo site serves as text.
+var precompressedTypes = map[string]bool{
+	".html": true, ".htm": true, ".css": true, ".js": true, ".mjs": true,
+	".json": true, ".xml": true, ".svg": true, ".txt": true, ".map": true,
+	".webmanifest": true, ".ics": true, ".csv": true, ".md": true,
 }
 
-func writeLayer(site fs.FS, root string, mtime time.Time, p *layerPlan) (*siteLayer, error) {
-	entries := make([]tarEntry, 0, len(p.files)+len(p.dirs)+8)
+// precompressLevel is the gzip level of the precompressed files: fixed, so
+// the bytes are too (compress/gzip writes no name and a zero mtime).
+const precompressLevel = gzip.BestCompression
+
+func precompressible(name string) bool {
+	return precompressedTypes[strings.ToLower(path.Ext(name))]
+}
+
+// gzipFile compresses data for gzip_static.
+func gzipFile(data []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&buf, precompressLevel)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := zw.Write(data); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// siteFile is what is known of a site file before it is written: the sum
+// its mtime comes from, and its precompressed copy, if it gets one.
+type siteFile struct {
+	sum [sha256.Size]byte
+	gz  []byte
+}
+
+// readSiteFiles reads each file once for its sum and, when siteFiles is not
+// nil (Precompress), compresses the text files whose NAME.gz the site does
+// not hold itself. A copy that gzip does not make smaller is left out.
+func readSiteFiles(site fs.FS, names []string, siteFiles map[string]bool) ([]siteFile, error) {
+	out := make([]siteFile, len(names))
+	buf := make([]byte, 32<<10)
+	for i, name := range names {
+		if siteFiles != nil && precompressible(name) && !siteFiles[name+".gz"] {
+			data, err := fs.ReadFile(site, name)
+			if err != nil {
+				return nil, fmt.Errorf("reading site file %q: %w", name, err)
+			}
+			out[i].sum = sha256.Sum256(data)
+			gz, err := gzipFile(data)
+			if err != nil {
+				return nil, fmt.Errorf("compressing site file %q: %w", name, err)
+			}
+			if len(gz) < len(data) {
+				out[i].gz = gz
+			}
+			continue
+		}
+		f, err := site.Open(name)
+		if err != nil {
+			return nil, fmt.Errorf("reading site file %q: %w", name, err)
+		}
+		h := sha256.New()
+		_, err = io.CopyBuffer(h, f, buf)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("reading site file %q: %w", name, err)
+		}
+		h.Sum(out[i].sum[:0])
+	}
+	return out, nil
+}
+
+// tarEntry is one entry to write: its full name in the archive and, for a
+// file, its index in the layer's files (-1 for a directory) and whether it
+// is the precompressed copy.
+type tarEntry struct {
+	name string // archive name; directories end in "/"
+	file int
+	gz   bool
+}
+
+func writeLayer(site fs.FS, root string, dirTime time.Time, p *layerPlan, files []siteFile) (*siteLayer, error) {
+	entries := make([]tarEntry, 0, 2*len(p.files)+len(p.dirs)+8)
 	// The web root and each of its parents get an entry in every layer, so
 	// each layer extracts correctly on its own.
 	for dir := root; dir != "." && dir != ""; dir = path.Dir(dir) {
-		entries = append(entries, tarEntry{name: dir + "/"})
+		entries = append(entries, tarEntry{name: dir + "/", file: -1})
 	}
 	join := func(name string) string {
 		if root == "" {
@@ -385,10 +544,13 @@ func writeLayer(site fs.FS, root string, mtime time.Time, p *layerPlan) (*siteLa
 		return root + "/" + name
 	}
 	for dir := range p.dirs {
-		entries = append(entries, tarEntry{name: join(dir) + "/"})
+		entries = append(entries, tarEntry{name: join(dir) + "/", file: -1})
 	}
-	for _, f := range p.files {
-		entries = append(entries, tarEntry{name: join(f), site: f})
+	for i, f := range p.files {
+		entries = append(entries, tarEntry{name: join(f), file: i})
+		if files[i].gz != nil {
+			entries = append(entries, tarEntry{name: join(f) + ".gz", file: i, gz: true})
+		}
 	}
 	// A directory name ends in "/", so it sorts before everything inside it.
 	slices.SortFunc(entries, func(a, b tarEntry) int { return strings.Compare(a.name, b.name) })
@@ -406,19 +568,31 @@ func writeLayer(site fs.FS, root string, mtime time.Time, p *layerPlan) (*siteLa
 	for _, e := range entries {
 		hdr := &tar.Header{
 			Name:     e.name,
-			ModTime:  mtime,
+			ModTime:  dirTime,
 			Format:   tarFormat,
 			Typeflag: tar.TypeDir,
 			Mode:     dirMode,
 		}
-		if e.site == "" {
+		if e.file < 0 {
 			if err := tw.WriteHeader(hdr); err != nil {
 				return nil, fmt.Errorf("writing tar header for %q: %w", e.name, err)
 			}
 			continue
 		}
+		f := files[e.file]
 		hdr.Typeflag, hdr.Mode = tar.TypeReg, fileMode
-		if err := copyFile(tw, site, e.site, hdr, buf); err != nil {
+		hdr.ModTime = contentTime(f.sum[:])
+		if e.gz {
+			hdr.Size = int64(len(f.gz))
+			if err := tw.WriteHeader(hdr); err != nil {
+				return nil, fmt.Errorf("writing tar header for %q: %w", e.name, err)
+			}
+			if _, err := tw.Write(f.gz); err != nil {
+				return nil, fmt.Errorf("writing %q: %w", e.name, err)
+			}
+			continue
+		}
+		if err := copyFile(tw, site, p.files[e.file], hdr, f.sum, buf); err != nil {
 			return nil, err
 		}
 	}
@@ -439,7 +613,7 @@ func writeLayer(site fs.FS, root string, mtime time.Time, p *layerPlan) (*siteLa
 
 // copyFile writes one site file into the tar, streaming it so large media
 // files are never held in memory twice.
-func copyFile(tw *tar.Writer, site fs.FS, name string, hdr *tar.Header, buf []byte) error {
+func copyFile(tw *tar.Writer, site fs.FS, name string, hdr *tar.Header, sum [sha256.Size]byte, buf []byte) error {
 	f, err := site.Open(name)
 	if err != nil {
 		return fmt.Errorf("reading site file %q: %w", name, err)
@@ -457,10 +631,15 @@ func copyFile(tw *tar.Writer, site fs.FS, name string, hdr *tar.Header, buf []by
 		return fmt.Errorf("writing tar header for %q: %w", hdr.Name, err)
 	}
 	// The tar writer refuses more bytes than the header announced; fewer
-	// are caught here. Either way the file changed while it was read.
-	n, err := io.CopyBuffer(tw, f, buf)
+	// are caught here, and other bytes than those the mtime was derived
+	// from by the sum. Either way the file changed while it was read.
+	h := sha256.New()
+	n, err := io.CopyBuffer(io.MultiWriter(tw, h), f, buf)
 	if err == nil && n != hdr.Size {
 		err = fmt.Errorf("read %d bytes, expected %d", n, hdr.Size)
+	}
+	if err == nil && !bytes.Equal(h.Sum(nil), sum[:]) {
+		err = errors.New("content differs from the first read")
 	}
 	if err != nil {
 		return fmt.Errorf("reading site file %q (did it change during the build?): %w", name, err)

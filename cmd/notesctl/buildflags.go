@@ -27,6 +27,7 @@ type buildFlags struct {
 	baseURL                string
 	image, to              string
 	base, webRoot          string
+	serving                string
 	platforms              []string
 	tagTemplate            string
 	extraTags              []string
@@ -50,6 +51,7 @@ func (b *buildFlags) register(cmd *cobra.Command) {
 	f.StringVar(&b.to, "to", "", "write an OCI image layout instead of pushing: oci:PATH")
 	f.StringVar(&b.base, "base", DefaultBase, "base image: a registry reference, oci:PATH[:TAG|@DIGEST], or scratch")
 	f.StringVar(&b.webRoot, "web-root", "/usr/share/nginx/html", "directory in the image that holds the site")
+	f.StringVar(&b.serving, "serving", registry.ServingAuto, "serving config: auto (nginx when the base runs nginx), nginx (config layer + .gz files), none")
 	f.StringSliceVar(&b.platforms, "platform", nil, "platforms to build from a multi-platform base, e.g. linux/amd64,linux/arm64 (default: all of the base's)")
 	f.StringVar(&b.tagTemplate, "tag", "", "Go template for the tag over .Branch .SHA .ShortSHA .Timestamp .Generator .GeneratorVersion .Dirty\n(default \""+registry.DefaultTagTemplate+"\")")
 	f.StringSliceVar(&b.extraTags, "extra-tag", nil, "more tags to push for the same image (repeatable)")
@@ -66,7 +68,7 @@ func (b *buildFlags) options(a *app, stdin io.Reader) (pipeline.BuildOptions, er
 	o := pipeline.BuildOptions{
 		SiteDir: b.site, Revision: b.revision, AllowDirty: b.allowDirty, Branch: b.branch,
 		RequireHugo: b.hugoVersion, AllowWarnings: b.allowWarnings, BaseURL: b.baseURL,
-		Image: b.image, To: b.to, Base: b.base, WebRoot: b.webRoot, Platforms: b.platforms,
+		Image: b.image, To: b.to, Base: b.base, WebRoot: b.webRoot, Serving: b.serving, Platforms: b.platforms,
 		TagTemplate: b.tagTemplate, ExtraTags: b.extraTags,
 	}
 	// Checked here, before anything runs, so that the error names the

@@ -1,4 +1,4 @@
-// notes theme: start mermaid and KaTeX once the deferred CDN scripts have
+// notes theme: start mermaid and KaTeX once their deferred scripts have
 // loaded. Both are optional; pages without diagrams or math do not load them.
 (function () {
   "use strict";
