@@ -13,7 +13,7 @@ import (
 
 // DefaultVersionKey names the cache directory tools/kube/build.sh fills by
 // default; it must equal VERSION_KEY in that script (a test checks it).
-const DefaultVersionKey = "kube-v1.35.4-flux-v1.9.6-r1"
+const DefaultVersionKey = "kube-v1.35.4-flux-v1.9.6-r2"
 
 // Environment variables that locate the tools.
 const (
