@@ -55,7 +55,17 @@ func key(name string) types.NamespacedName {
 	return types.NamespacedName{Namespace: kubeenv.FluxNamespace, Name: name}
 }
 
-func startImageFlux(t *testing.T) *imageFlux {
+// fluxIntervals are the Flux intervals a setup runs with.
+type fluxIntervals struct {
+	git, imageRepository, automation time.Duration
+}
+
+// testIntervals: only a reconcile request (requestedAt, the Receiver)
+// makes the GitRepository fetch within a test; the image automation runs
+// often.
+var testIntervals = fluxIntervals{git: 10 * time.Minute, imageRepository: automationInterval, automation: automationInterval}
+
+func startImageFlux(t *testing.T, iv fluxIntervals) *imageFlux {
 	t.Helper()
 	env := kubeenv.Start(t, kubeenv.Options{Flux: true, ImageAutomation: true, Notification: true, SimulateRollouts: true})
 	reg := regserver.InProcess(t, regserver.InProcessOptions{})
@@ -86,18 +96,16 @@ func startImageFlux(t *testing.T) *imageFlux {
 		t.Fatal(err)
 	}
 	// What a Flux bootstrap would install: every object of flux/notes.
-	// The GitRepository interval stays long, so that only a reconcile
-	// request (requestedAt, the Receiver) makes Flux fetch within a test.
 	for _, file := range []string{"gitrepository.yaml", "sync.yaml", "imagerepository.yaml", "imagepolicy.yaml", "imageupdateautomation.yaml", "receiver.yaml"} {
 		applyScaffold(t, env, filepath.Join(scaffold, "flux", "notes", file), func(u *unstructured.Unstructured) {
 			switch u.GetKind() {
 			case "GitRepository":
-				_ = unstructured.SetNestedField(u.Object, "10m", "spec", "interval")
+				_ = unstructured.SetNestedField(u.Object, iv.git.String(), "spec", "interval")
 			case imagev1.ImageRepositoryKind:
 				_ = unstructured.SetNestedField(u.Object, true, "spec", "insecure")
-				_ = unstructured.SetNestedField(u.Object, automationInterval.String(), "spec", "interval")
+				_ = unstructured.SetNestedField(u.Object, iv.imageRepository.String(), "spec", "interval")
 			case imageautov1.ImageUpdateAutomationKind:
-				_ = unstructured.SetNestedField(u.Object, automationInterval.String(), "spec", "interval")
+				_ = unstructured.SetNestedField(u.Object, iv.automation.String(), "spec", "interval")
 			}
 		})
 	}
@@ -166,10 +174,22 @@ func splitRef(t *testing.T, ref string) (repo, tag, digest string) {
 	return rest[:i], rest[i+1:], d.DigestStr()
 }
 
+// receiverURL waits for the scaffolded Receiver and returns its webhook.
+func (f *imageFlux) receiverURL(t *testing.T) string {
+	t.Helper()
+	var rcv notificationv1.Receiver
+	waitFor(t, 30*time.Second, "the Receiver ready", func() (bool, string) {
+		getObj(t, f.env, "notes", &rcv)
+		ready := apimeta.FindStatusCondition(rcv.Status.Conditions, meta.ReadyCondition)
+		return ready != nil && ready.Status == "True" && rcv.Status.WebhookPath != "", fmt.Sprintf("%+v", rcv.Status)
+	})
+	return f.env.ReceiverURL + rcv.Status.WebhookPath
+}
+
 // TestFluxImageAutomation runs notesctl and Flux's image automation on one
 // cluster, in the order a site lives through them.
 func TestFluxImageAutomation(t *testing.T) {
-	f := startImageFlux(t)
+	f := startImageFlux(t, testIntervals)
 	ctx := context.Background()
 
 	t.Run("policy picks only clean release builds", func(t *testing.T) {
@@ -272,13 +292,7 @@ func TestFluxImageAutomation(t *testing.T) {
 	})
 
 	t.Run("flux-webhook through the real Receiver", func(t *testing.T) {
-		var rcv notificationv1.Receiver
-		waitFor(t, 30*time.Second, "the Receiver ready", func() (bool, string) {
-			getObj(t, f.env, "notes", &rcv)
-			ready := apimeta.FindStatusCondition(rcv.Status.Conditions, meta.ReadyCondition)
-			return ready != nil && ready.Status == "True" && rcv.Status.WebhookPath != "", fmt.Sprintf("%+v", rcv.Status)
-		})
-		url := f.env.ReceiverURL + rcv.Status.WebhookPath
+		url := f.receiverURL(t)
 
 		// A wrong token is refused by the Receiver, and notesctl says so.
 		editPage(t, f.site, 1)
