@@ -20,6 +20,7 @@ import (
 	"github.com/go-git/go-billy/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/notesctl/notesctl/registry"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -217,13 +218,10 @@ func (o ScaffoldOptions) resolve() (*scaffoldOpts, error) {
 	}, nil
 }
 
-var tagUnsafe = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
-
-// TagPattern is the ImagePolicy filter for the tags notesctl pushes from
-// branch: <branch>-<sha>-<unix time>-..., with the time in group "ts".
-func TagPattern(branch string) string {
-	return "^" + regexp.QuoteMeta(tagUnsafe.ReplaceAllString(branch, "-")) + `-[a-f0-9]+-(?P<ts>[0-9]+)`
-}
+// TagPattern is the ImagePolicy filter for the clean release tags notesctl
+// pushes from branch (registry.ReleaseTagPattern): dirty builds, other
+// branches and pull-request previews never match.
+func TagPattern(branch string) string { return registry.ReleaseTagPattern(branch) }
 
 func scaffoldFiles(opts ScaffoldOptions) ([]scaffoldFile, error) {
 	o, err := opts.resolve()
@@ -529,6 +527,10 @@ func (o *scaffoldOpts) imagePolicy() *imagev1.ImagePolicy {
 			ImageRepositoryRef: meta.NamespacedObjectReference{Name: o.policyName},
 			FilterTags:         &imagev1.TagFilter{Pattern: TagPattern(o.Branch), Extract: "$ts"},
 			Policy:             imagev1.ImagePolicyChoice{Numerical: &imagev1.NumericalPolicy{Order: "asc"}},
+			// Flux then writes name:tag@digest, as notesctl release does,
+			// so neither writer undoes the other. Release tags are never
+			// moved, so the digest is looked up once per tag.
+			DigestReflectionPolicy: imagev1.ReflectIfNotPresent,
 		},
 	}
 }

@@ -216,8 +216,13 @@ func scaffoldLatestTag(t *testing.T, pol *imagev1.ImagePolicy, tags []string) st
 func TestScaffoldImagePolicySelectsNewest(t *testing.T) {
 	tags := []string{
 		"main-b9060af-1746598316-hugo0.145.0",
-		"main-0c1d2e3-1746690000-hugo0.145.0", // newest main
-		"main-ffffff0-999999999-hugo0.145.0",  // fewer digits: numerically older
+		"main-0c1d2e3-1746690000-hugo0.145.0",       // newest clean main
+		"main-0c1d2e3-1746690000-hugo0.145.0-dirty", // same commit, dirty
+		"main-0c1d2e4-1746690001-hugo0.145.0-dirty", // newer, dirty
+		"pr-7-0c1d2e5-1900000000-hugo0.145.0",       // pull-request preview
+		"main-0c1d2e6-1900000000-hugo0.145.0-pr-7",  // lookalike with a suffix
+		"main-x-0c1d2e7-1900000000-hugo0.145.0",     // branch main-x
+		"main-ffffff0-999999999-hugo0.145.0",        // fewer digits: numerically older
 		"main-1234567-1746600000-hugo0.144.2",
 		"feature-x-aaaaaaa-1800000000-hugo0.145.0", // other branch, newer
 		"mainline-aaaaaaa-1900000000-hugo0.145.0",  // prefix lookalike

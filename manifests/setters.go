@@ -20,6 +20,7 @@ import (
 	"github.com/go-git/go-billy/v5/util"
 	"github.com/google/go-containerregistry/pkg/name"
 	yaml2 "go.yaml.in/yaml/v2"
+	"k8s.io/kube-openapi/pkg/validation/spec"
 	"sigs.k8s.io/kustomize/kyaml/yaml"
 )
 
@@ -36,8 +37,10 @@ import (
 //     roots (never mapping keys, never aliases);
 //   - the scalar's line comment, or its head comment when it has no line
 //     comment; the comment with its leading '#' characters removed must be a
-//     JSON object of strings with a non-empty "$imagepolicy" member;
-//   - the member names a known policy as "NS:NAME", "NS:NAME:tag",
+//     JSON object of strings with a non-empty "$imagepolicy" member, or an
+//     OpenAPI schema whose "$ref" points at a setter definition
+//     ("#/definitions/io.k8s.cli.setters.NS:NAME"; see markerCandidates);
+//   - the name is a known policy's "NS:NAME", "NS:NAME:tag",
 //     "NS:NAME:name" or "NS:NAME:digest"; other names are ignored;
 //   - only files named *.yaml, *.yml or Kustomization that contain the text
 //     "$imagepolicy" (with the double quotes) are parsed at all.
@@ -66,20 +69,58 @@ const (
 
 // ParseMarker reads a YAML comment (with or without its leading '#') as Flux
 // reads a setter marker, e.g. `# {"$imagepolicy": "flux-system:notes:tag"}`
-// gives ("flux-system:notes", "tag", true). A comment that is not a marker, or
-// a marker whose reference Flux would never resolve, gives ok == false.
+// gives ("flux-system:notes", "tag", true). Both forms Flux accepts are read:
+// the "$imagepolicy" short hand and the OpenAPI reference it stands for,
+// `# {"$ref": "#/definitions/io.k8s.cli.setters.flux-system:notes:tag"}`.
+// When a comment holds both, the short hand is returned; Flux falls back to
+// the reference only when the short hand names a policy it does not know
+// (see markerCandidates). A comment that is not a marker, or a marker whose
+// reference Flux would never resolve, gives ok == false.
 func ParseMarker(comment string) (policyID string, field string, ok bool) {
+	for _, name := range markerCandidates(comment) {
+		if policyID, field, ok = splitSetterName(name); ok {
+			return policyID, field, true
+		}
+	}
+	return "", "", false
+}
+
+// setterDefinition is the prefix of a setter reference: the short hand
+// "$imagepolicy": "X" stands for {"$ref": "#/definitions/io.k8s.cli.setters.X"}.
+const setterDefinition = "io.k8s.cli.setters."
+
+// markerCandidates returns the setter names a comment refers to, in the
+// order kyaml's fieldmeta (which Flux's setters use) tries them:
+//  1. the short hand: the comment without its leading '#' decodes as a JSON
+//     object of strings with a non-empty "$imagepolicy" member;
+//  2. else, or when that name is no setter Flux defines, the comment decodes
+//     as an OpenAPI schema whose "$ref" JSON pointer is
+//     /definitions/io.k8s.cli.setters.NAME (the URL part before '#' is
+//     ignored, pointer escapes "~0" "~1" and %-escapes are decoded).
+//
+// Only a name that splitSetterName accepts and that names a known policy is
+// a setter; the caller picks the first such candidate.
+func markerCandidates(comment string) []string {
 	c := strings.TrimLeft(comment, "#")
-	// Flux decodes the whole comment into map[string]string: any other
-	// content (trailing text, non-string members) means "not a marker".
+	var out []string
 	var m map[string]string
-	if err := json.Unmarshal([]byte(c), &m); err != nil {
-		return "", "", false
+	if err := json.Unmarshal([]byte(c), &m); err == nil && m[shortHand] != "" {
+		out = append(out, m[shortHand])
 	}
-	ref := m[shortHand]
-	if ref == "" {
-		return "", "", false
+	var sch spec.Schema
+	if err := sch.UnmarshalJSON([]byte(c)); err != nil || sch.Ref.String() == "" {
+		return out
 	}
+	tokens := sch.Ref.GetPointer().DecodedTokens()
+	if len(tokens) == 2 && tokens[0] == "definitions" && strings.HasPrefix(tokens[1], setterDefinition) {
+		out = append(out, strings.TrimPrefix(tokens[1], setterDefinition))
+	}
+	return out
+}
+
+// splitSetterName reads a setter name Flux defines for a policy:
+// "NS:NAME", "NS:NAME:tag", "NS:NAME:name" or "NS:NAME:digest".
+func splitSetterName(ref string) (policyID, field string, ok bool) {
 	parts := strings.Split(ref, ":")
 	switch len(parts) {
 	case 2:
@@ -97,6 +138,17 @@ func ParseMarker(comment string) (policyID string, field string, ok bool) {
 		return "", "", false
 	}
 	return parts[0] + ":" + parts[1], field, true
+}
+
+// resolveMarker returns the setter a comment names among the known
+// policies, as Flux resolves it against the setters it defined for them.
+func resolveMarker(comment string, known func(policyID string) bool) (policyID, field string, ok bool) {
+	for _, name := range markerCandidates(comment) {
+		if policyID, field, ok = splitSetterName(name); ok && known(policyID) {
+			return policyID, field, true
+		}
+	}
+	return "", "", false
 }
 
 // setterName is the marker reference for a policy and field.
@@ -239,8 +291,8 @@ func metaOf(n *yaml.Node) objectMeta {
 }
 
 // collectMarkers walks documents the way Flux's setter filter does and
-// returns every scalar with a marker, in document order.
-func collectMarkers(docs []*yaml.Node) []marked {
+// returns every scalar with a marker for a known policy, in document order.
+func collectMarkers(docs []*yaml.Node, known func(policyID string) bool) []marked {
 	var out []marked
 	var walk func(n *yaml.Node, flow bool, obj objectMeta)
 	walk = func(n *yaml.Node, flow bool, obj objectMeta) {
@@ -259,7 +311,7 @@ func collectMarkers(docs []*yaml.Node) []marked {
 				walk(c, flow, obj)
 			}
 		case yaml.ScalarNode:
-			if id, field, ok := ParseMarker(markerComment(n)); ok {
+			if id, field, ok := resolveMarker(markerComment(n), known); ok {
 				out = append(out, marked{node: n, policyID: id, field: field, flow: flow, obj: obj})
 			}
 		}
@@ -379,11 +431,8 @@ func updateBytes(path string, data []byte, byID map[string]Policy) (*fileResult,
 	}
 	idx := newLineIndex(data)
 	var edits []*edit
-	for _, m := range collectMarkers(docs) {
-		p, ok := byID[m.policyID]
-		if !ok {
-			continue // a marker for a policy we were not asked about
-		}
+	for _, m := range collectMarkers(docs, func(id string) bool { _, ok := byID[id]; return ok }) {
+		p := byID[m.policyID]
 		res.found[m.policyID] = true
 		setter := setterName(m.policyID, m.field)
 		want, ok := p.value(m.field)
@@ -1183,10 +1232,7 @@ func Current(fsys billy.Filesystem, root string, policyID string) ([]Found, erro
 		if err != nil {
 			return nil
 		}
-		for _, m := range collectMarkers(docs) {
-			if m.policyID != policyID {
-				continue
-			}
+		for _, m := range collectMarkers(docs, func(id string) bool { return id == policyID }) {
 			v := m.node.Value
 			if m.node.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0 {
 				v = strings.TrimRight(v, "\n")

@@ -270,6 +270,22 @@ func TestParseMarker(t *testing.T) {
 		{`# {"$imagepolicy": "ns:n"`, "", "", false},
 		{"# a\n# {\"$imagepolicy\": \"ns:n\"}", "", "", false}, // only a whole comment counts
 		{``, "", "", false},
+		// The OpenAPI reference the short hand stands for.
+		{`# {"$ref": "#/definitions/io.k8s.cli.setters.flux-system:notes"}`, "flux-system:notes", "", true},
+		{`# {"$ref":"#/definitions/io.k8s.cli.setters.ns:n:tag"}`, "ns:n", "tag", true},
+		{`# {"$ref": "#/definitions/io.k8s.cli.setters.ns:n:digest", "description": "x"}`, "ns:n", "digest", true},
+		{`# {"$ref": "#/definitions/io.k8s.cli.setters.ns:n", "x-extra": 1}`, "ns:n", "", true}, // not all strings: still a schema
+		{`# {"$ref": "setters.json#/definitions/io.k8s.cli.setters.ns:n:name"}`, "ns:n", "name", true},
+		{`# {"$ref": "#/definitions/io.k8s.cli.setters.ns:%6E:tag"}`, "ns:n", "tag", true}, // %-escape in the fragment
+		{`# {"$ref": "#/definitions/io.k8s.cli.setters.ns:n:version"}`, "", "", false},
+		{`# {"$ref": "#/definitions/io.k8s.cli.substitutions.ns:n"}`, "", "", false},
+		{`# {"$ref": "#/definitions/io.k8s.cli.setters.ns:n/type"}`, "", "", false},
+		{`# {"$ref": "#/io.k8s.cli.setters.ns:n"}`, "", "", false},
+		{`# {"$ref": "#/definitions/io.k8s.cli.setters.ns:n", "type": 5}`, "", "", false}, // not a schema
+		{`# {"$ref": "#/definitions/io.k8s.cli.setters.ns:n"} trailing`, "", "", false},
+		// Both: the short hand comes first.
+		{`# {"$imagepolicy": "a:b", "$ref": "#/definitions/io.k8s.cli.setters.c:d"}`, "a:b", "", true},
+		{`# {"$imagepolicy": "a:b:bad", "$ref": "#/definitions/io.k8s.cli.setters.c:d:tag"}`, "c:d", "tag", true},
 	}
 	for _, tt := range tests {
 		id, field, ok := ParseMarker(tt.comment)
@@ -715,5 +731,57 @@ func TestApplyEditsSafetyNet(t *testing.T) {
 	overlap := append(mk(func(bool) string { return "x" }), &edit{start: 4, end: 5, node: node, line: 1, render: func(bool) string { return "y" }})
 	if _, err := applyEdits("f.yaml", src, docs, overlap); err == nil || !strings.Contains(err.Error(), "overlap") {
 		t.Fatalf("overlapping edits: %v", err)
+	}
+}
+
+// TestUpdateFileMarkerForms updates every marker form Flux's setters accept
+// (image-automation-controller v1.2.0 reads markers with kyaml fieldmeta:
+// the "$imagepolicy" short hand, else the "$ref" it stands for, falling back
+// to the reference when the short hand names no known setter).
+func TestUpdateFileMarkerForms(t *testing.T) {
+	in := `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: notes
+spec:
+  template:
+    spec:
+      containers:
+      - name: short
+        image: ghcr.io/acme/notes:old # {"$imagepolicy": "flux-system:notes"}
+      - name: ref
+        image: ghcr.io/acme/notes:old # {"$ref": "#/definitions/io.k8s.cli.setters.flux-system:notes"}
+      - name: ref-fields
+        image: x
+      # {"$ref": "#/definitions/io.k8s.cli.setters.flux-system:notes:name"}
+      - old-name
+      - old-tag # {"$ref":"#/definitions/io.k8s.cli.setters.flux-system:notes:tag"}
+      - old-digest # {"$ref": "#/definitions/io.k8s.cli.setters.flux-system:notes:digest", "description": "d"}
+      - fallback # {"$imagepolicy": "flux-system:other", "$ref": "#/definitions/io.k8s.cli.setters.flux-system:notes:tag"}
+      - unknown # {"$ref": "#/definitions/io.k8s.cli.setters.flux-system:other"}
+      - shorthand-wins # {"$imagepolicy": "flux-system:notes:tag", "$ref": "#/definitions/io.k8s.cli.setters.flux-system:notes:name"}
+`
+	want := strings.NewReplacer(
+		"ghcr.io/acme/notes:old #", "ghcr.io/acme/notes:"+notesPolicy.Tag+"@"+testDigest+" #",
+		"- old-name", "- ghcr.io/acme/notes",
+		"- old-tag #", "- "+notesPolicy.Tag+" #",
+		"- old-digest #", "- "+testDigest+" #",
+		"- fallback #", "- "+notesPolicy.Tag+" #",
+		"- shorthand-wins #", "- "+notesPolicy.Tag+" #",
+	).Replace(in)
+	out, changes, err := UpdateFile("deploy.yaml", []byte(in), []Policy{notesPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(out) != want {
+		t.Errorf("got\n%s\nwant\n%s", out, want)
+	}
+	var setters []string
+	for _, c := range changes {
+		setters = append(setters, fmt.Sprintf("%d:%s", c.Line, c.Setter))
+	}
+	wantSetters := "10:flux-system:notes 12:flux-system:notes 16:flux-system:notes:name 17:flux-system:notes:tag 18:flux-system:notes:digest 19:flux-system:notes:tag 21:flux-system:notes:tag"
+	if got := strings.Join(setters, " "); got != wantSetters {
+		t.Errorf("changes %s, want %s", got, wantSetters)
 	}
 }

@@ -255,7 +255,7 @@ func Release(ctx context.Context, opts ReleaseOptions, sink Sink) (*ReleaseResul
 	}
 	if opts.Wait != nil && !opts.DryRun && res.GitOps.Commit != "" && res.GitOps.Superseded == "" {
 		target := rollout.Target{Branch: gitopsBranch(opts.GitOps), Commit: res.GitOps.Commit, Image: build.Image}
-		if res.Rollout, err = waitRollout(ctx, r, *opts.Wait, target); err != nil {
+		if res.Rollout, err = waitRollout(ctx, r, *opts.Wait, opts.GitOps, target); err != nil {
 			return res, err
 		}
 	}
@@ -275,7 +275,7 @@ func skipRelease(ctx context.Context, r *runner, opts ReleaseOptions, p *planned
 	}
 	res.GitOps.Commit = head.Hash
 	var err error
-	res.Rollout, err = waitRollout(ctx, r, *opts.Wait, rollout.Target{Branch: gitopsBranch(opts.GitOps), Commit: head.Hash, Image: ref})
+	res.Rollout, err = waitRollout(ctx, r, *opts.Wait, opts.GitOps, rollout.Target{Branch: gitopsBranch(opts.GitOps), Commit: head.Hash, Image: ref})
 	return res, err
 }
 

@@ -171,7 +171,7 @@ func Rollback(ctx context.Context, opts RollbackOptions, sink Sink) (*RollbackRe
 		return nil, err
 	}
 	if opts.Wait != nil && res.GitOps.Commit != "" {
-		if res.Rollout, err = waitRollout(ctx, r, *opts.Wait, rollout.Target{Branch: res.GitOps.Branch, Commit: res.GitOps.Commit, Image: target}); err != nil {
+		if res.Rollout, err = waitRollout(ctx, r, *opts.Wait, opts.GitOps, rollout.Target{Branch: res.GitOps.Branch, Commit: res.GitOps.Commit, Image: target}); err != nil {
 			return res, err
 		}
 	}

@@ -4,15 +4,22 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/notesctl/notesctl/manifests"
 	"github.com/notesctl/notesctl/pipeline/rollout"
 )
 
 // StageRollout follows the GitOps commit into the cluster (--wait).
 const StageRollout Stage = "rollout"
 
-// waitRollout asks Flux to reconcile the commit now and waits until it is
-// applied and the Deployment runs the image.
-func waitRollout(ctx context.Context, r *runner, opts rollout.Options, target rollout.Target) (*rollout.Result, error) {
+// waitRollout asks Flux to reconcile the commit now and waits until it, or
+// a later commit of the GitOps branch that contains it, is applied and the
+// Deployment runs the image.
+func waitRollout(ctx context.Context, r *runner, opts rollout.Options, gitops manifests.GitOpsOptions, target rollout.Target) (*rollout.Result, error) {
+	if target.Contains == nil && gitops.URL != "" {
+		target.Contains = func(ctx context.Context, commit string) (bool, error) {
+			return manifests.Contains(ctx, gitops, commit, target.Commit)
+		}
+	}
 	var res *rollout.Result
 	err := r.stage(StageRollout, func() (string, error) {
 		c, err := rollout.New(opts)

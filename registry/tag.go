@@ -10,12 +10,26 @@ import (
 )
 
 // DefaultTagTemplate is the tag used when no template is given, e.g.
-// "main-b9060af-1746598316-hugo0.145.0". Flux sorts these tags with the
-// documented ImagePolicy pattern `^main-[a-f0-9]+-(?P<ts>[0-9]+)`, `extract:
-// $ts` and a numerical policy. A dirty build gets a "-dirty" suffix
-// ("main-b9060af-1746598316-hugo0.145.0-dirty"); the Flux pattern still
-// matches it, so push dirty builds only where that is wanted.
+// "main-b9060af-1746598316-hugo0.145.0". Flux sorts these tags with
+// ReleaseTagPattern (`extract: $ts`, a numerical policy). A dirty build gets a
+// "-dirty" suffix ("main-b9060af-1746598316-hugo0.145.0-dirty"), which
+// ReleaseTagPattern never matches: a dirty image is never deployed by Flux.
 const DefaultTagTemplate = "{{.Branch}}-{{.ShortSHA}}-{{.Timestamp}}-{{.Generator}}{{.GeneratorVersion}}{{if .Dirty}}-dirty{{end}}"
+
+// ReleaseTagPattern is the Flux ImagePolicy filter (a Go regexp, as
+// image-reflector-controller compiles it) that matches exactly the clean
+// release tags DefaultTagTemplate renders for branch, with the commit time
+// in the group "ts". It is anchored at both ends, so a "-dirty" build, a tag
+// of another branch (also one that starts with branch, like "mainline" or
+// "main-x"), a pull-request preview ("pr-<n>-...") or any other suffix does
+// not match. The branch is sanitized as RenderTag sanitizes it.
+//
+// Why the branch cannot leak into the match: the hex SHA, the digits and
+// the version contain no '-', so with both anchors the pattern splits a tag
+// into exactly <branch>-<sha>-<ts>-hugo<x.y.z>.
+func ReleaseTagPattern(branch string) string {
+	return "^" + regexp.QuoteMeta(SanitizeTag(branch)) + `-[a-f0-9]{4,64}-(?P<ts>[0-9]{1,19})-hugo[0-9]+\.[0-9]+\.[0-9]+$`
+}
 
 // maxTagLen is the longest tag the OCI distribution spec allows.
 const maxTagLen = 128

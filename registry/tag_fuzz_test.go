@@ -8,15 +8,19 @@ import (
 
 // fluxDefaultPolicy is the filter of the ImagePolicy notesctl scaffolds for
 // the main branch: Flux extracts $ts and orders numerically.
-var fluxDefaultPolicy = regexp.MustCompile(`^main-[a-f0-9]+-(?P<ts>[0-9]+)`)
+var fluxDefaultPolicy = regexp.MustCompile(ReleaseTagPattern("main"))
+
+// releaseVersion is a generator version that makes a release tag.
+var releaseVersion = regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+$`)
 
 // FuzzRenderTag checks RenderTag on any template and data:
 //   - it never panics;
 //   - a nil error means the tag matches the OCI tag grammar, and rendering
 //     again gives the same tag;
 //   - with the default template and branch "main", a tag it returns reads
-//     back with ParseTag, and with Flux's documented pattern, as the
-//     timestamp it was given: Flux must order releases by commit time.
+//     back with ParseTag as the timestamp it was given, and so does the
+//     scaffolded Flux pattern for a clean hugo x.y.z build (Flux must order
+//     releases by commit time); a dirty build never matches that pattern.
 func FuzzRenderTag(f *testing.F) {
 	const sha = "b9060af2d8b1c6e5f7a3940e1d2c3b4a5f6e7d8c"
 	seeds := []struct {
@@ -96,6 +100,12 @@ func FuzzRenderTag(f *testing.F) {
 			t.Fatalf("default tag %q for %+v: ParseTag = branch %q, ts %d, ok %v; want main, %d", tag, d, b, got, ok, ts)
 		}
 		m := fluxDefaultPolicy.FindStringSubmatch(tag)
+		if dirty || gen != "hugo" || !releaseVersion.MatchString(ver) {
+			if m != nil && dirty {
+				t.Fatalf("dirty tag %q matches the release pattern", tag)
+			}
+			return
+		}
 		if m == nil || m[1] != strconv.FormatInt(ts, 10) {
 			t.Fatalf("default tag %q for %+v: Flux's pattern reads %q, want %d", tag, d, m, ts)
 		}

@@ -169,3 +169,66 @@ func TestDefaultTagLongBranch(t *testing.T) {
 		t.Errorf("ParseTag(%q) = %s %d %v", tag, sha, ts, ok)
 	}
 }
+
+// TestReleaseTagPattern pins which tags the scaffolded Flux ImagePolicy may
+// deploy: clean release builds of its branch, nothing else.
+func TestReleaseTagPattern(t *testing.T) {
+	clean := func(branch string, dirty bool) string {
+		tag, err := RenderTag("", TagData{Branch: branch, SHA: "b9060afdeadbeef", Timestamp: 1746598316, Generator: "hugo", GeneratorVersion: "0.145.0", Dirty: dirty})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tag
+	}
+	tests := []struct {
+		branch, tag string
+		ts          string // "" means no match
+	}{
+		{"main", clean("main", false), "1746598316"},
+		{"main", "main-0c1d2e3-1746690000-hugo0.145.0", "1746690000"},
+		{"main", "main-0c1d2e3-1746690000-hugo0.146.10", "1746690000"},
+		{"main", clean("main", true), ""}, // dirty
+		{"main", "main-0c1d2e3-1746690000-hugo0.145.0-dirty", ""},
+		{"main", "main-0c1d2e3-1746690000-hugo0.145.0-rc1", ""},
+		{"main", "pr-12-0c1d2e3-1746690000-hugo0.145.0", ""},
+		{"main", "pr-12-main-0c1d2e3-1746690000-hugo0.145.0", ""},
+		{"main", "xmain-0c1d2e3-1746690000-hugo0.145.0", ""},
+		{"main", "mainline-0c1d2e3-1746690000-hugo0.145.0", ""},
+		{"main", "main-x-0c1d2e3-1746690000-hugo0.145.0", ""},   // branch main-x
+		{"main", "main-abc-0c1d2e3-1746690000-hugo0.145.0", ""}, // branch main-abc: hex-looking
+		{"main", "main-0-1234567-1746690000-hugo0.145.0", ""},   // branch main-0
+		{"main", "main-0c1d2e3-1746690000", ""},
+		{"main", "main-0c1d2e3-1746690000-hugo", ""},
+		{"main", "main-0c1d2e3-1746690000-hugo0.145.0.sig", ""},
+		{"main", "main-0c1d2e3-1746690000-hugo0.145.0\n", ""},
+		{"main", "main", ""},
+		{"main", "latest", ""},
+		{"main", "sha256-0c1d2e3.sig", ""},
+		{"release/2025", clean("release/2025", false), "1746598316"},
+		{"release/2025", "release-2025-0c1d2e3-1746690000-hugo0.145.0", "1746690000"},
+		{"release/2025", "release-2025-0c1d2e3-1746690000-hugo0.145.0-dirty", ""},
+		{"release/2025", "main-0c1d2e3-1746690000-hugo0.145.0", ""},
+		{"feature-x", clean("feature-x", false), "1746598316"},
+		{"feature-x", "feature-x-y-0c1d2e3-1746690000-hugo0.145.0", ""},
+		{"v1.2", "v1.2-0c1d2e3-1746690000-hugo0.145.0", "1746690000"},
+		{"v1.2", "v1x2-0c1d2e3-1746690000-hugo0.145.0", ""}, // the dot is literal
+	}
+	for _, tt := range tests {
+		pattern := ReleaseTagPattern(tt.branch)
+		re := regexp.MustCompile(pattern)
+		m := re.FindStringSubmatch(tt.tag)
+		got := ""
+		if m != nil {
+			got = m[re.SubexpIndex("ts")]
+		}
+		if got != tt.ts {
+			t.Errorf("%s on %q: ts %q, want %q", pattern, tt.tag, got, tt.ts)
+		}
+		// A tag the pattern accepts is one ParseTag reads the same way.
+		if m != nil {
+			if _, _, ts, _, ok := ParseTag(tt.tag); !ok || strconv.FormatInt(ts, 10) != got {
+				t.Errorf("ParseTag(%q) = ts %d, ok %v; the pattern extracts %s", tt.tag, ts, ok, got)
+			}
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -21,17 +22,18 @@ type fluxController struct {
 }
 
 // startFlux creates the flux-system namespace and starts source-controller
-// and kustomize-controller.
-func (e *Env) startFlux() error {
+// and kustomize-controller, and the image and notification controllers the
+// options ask for. It returns the names of the controllers started.
+func (e *Env) startFlux() ([]string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), e.opts.StartTimeout)
 	defer cancel()
 	if err := createNamespace(ctx, e.Client, FluxNamespace); err != nil {
-		return err
+		return nil, err
 	}
 	storage := filepath.Join(e.dir, "source-controller-storage")
 	// source-controller exits at start if its storage directory is missing.
 	if err := os.MkdirAll(storage, 0o755); err != nil {
-		return err
+		return nil, err
 	}
 	controllers := []fluxController{
 		{
@@ -60,12 +62,49 @@ func (e *Env) startFlux() error {
 			},
 		},
 	}
+	if e.opts.ImageAutomation {
+		db := filepath.Join(e.dir, "image-reflector-db")
+		if err := os.MkdirAll(db, 0o755); err != nil {
+			return nil, err
+		}
+		controllers = append(controllers,
+			fluxController{
+				name: binImageReflector,
+				kind: "ImageRepository",
+				args: func([]int) []string {
+					return []string{
+						"--storage-path=" + db,
+						// The default (256 MiB) is mapped into memory.
+						"--storage-value-log-file-size=" + strconv.Itoa(16<<20),
+						"--requeue-dependency=5s",
+					}
+				},
+			},
+			fluxController{name: binImageAutomation, kind: "ImageUpdateAutomation", args: func([]int) []string { return nil }},
+		)
+	}
+	if e.opts.Notification {
+		controllers = append(controllers, fluxController{
+			name:       binNotification,
+			kind:       "Receiver",
+			extraPorts: 2,
+			args: func(ports []int) []string {
+				e.ReceiverURL = "http://" + loopback(ports[0])
+				return []string{
+					"--receiverAddr=" + loopback(ports[0]),
+					"--events-addr=" + loopback(ports[1]),
+				}
+			},
+		})
+	}
+	var names []string
 	for _, fc := range controllers {
 		if err := e.startFluxController(fc); err != nil {
-			return err
+			return names, err
 		}
+		names = append(names, fc.name)
 	}
-	return nil
+	return names, nil
 }
 
 func (e *Env) startFluxController(fc fluxController) error {

@@ -56,6 +56,14 @@ type Options struct {
 	// Flux also starts the Flux source-controller and kustomize-controller
 	// and creates the flux-system namespace.
 	Flux bool
+	// ImageAutomation (implies Flux) also starts image-reflector-controller
+	// and image-automation-controller. They run on this host, so they reach
+	// registries and git servers the test serves on 127.0.0.1 (an
+	// ImageRepository of a plain-HTTP registry needs spec.insecure).
+	ImageAutomation bool
+	// Notification (implies Flux) also starts notification-controller,
+	// whose Receiver webhooks are served at Env.ReceiverURL.
+	Notification bool
 	// SimulateRollouts stands in for kube-controller-manager and kubelets
 	// for Deployments: every Deployment whose status does not describe a
 	// finished rollout of its current generation gets one (all replicas
@@ -93,6 +101,10 @@ type Env struct {
 	// SourceControllerStorageURL is where source-controller serves
 	// artifacts (http://127.0.0.1:PORT), set with Options.Flux.
 	SourceControllerStorageURL string
+	// ReceiverURL is notification-controller's webhook receiver
+	// (http://127.0.0.1:PORT; a Receiver's status.webhookPath goes after
+	// it), set with Options.Notification.
+	ReceiverURL string
 	// Tools are the binaries and CRDs the environment runs.
 	Tools Tools
 
@@ -114,7 +126,7 @@ func Start(t testing.TB, opts Options) *Env {
 	if opts.StopGrace <= 0 {
 		opts.StopGrace = 5 * time.Second
 	}
-	tools := requireTools(t, opts.Flux)
+	tools := requireTools(t, opts)
 	e := &Env{Tools: tools, t: t, opts: opts, dir: t.TempDir()}
 	// Registered first, so it runs last: after every process has stopped
 	// and its log is complete.
@@ -141,12 +153,13 @@ func Start(t testing.TB, opts Options) *Env {
 	t.Logf("kubeenv: kube-apiserver %s ready with %d CRDs in %s (etcd %s, kube-apiserver %s, CRDs %s)",
 		e.APIServerURL, n, since(began), etcdReady.Sub(began).Round(time.Millisecond),
 		apiReady.Sub(etcdReady).Round(time.Millisecond), since(apiReady))
-	if opts.Flux {
+	if opts.Flux || opts.ImageAutomation || opts.Notification {
 		fluxBegan := time.Now()
-		if err := e.startFlux(); err != nil {
+		names, err := e.startFlux()
+		if err != nil {
 			t.Fatalf("kubeenv: %v", err)
 		}
-		t.Logf("kubeenv: Flux source-controller and kustomize-controller started in %s", since(fluxBegan))
+		t.Logf("kubeenv: Flux %s started in %s", strings.Join(names, ", "), since(fluxBegan))
 	}
 	if opts.SimulateRollouts {
 		e.simulateRollouts()

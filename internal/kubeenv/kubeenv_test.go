@@ -26,7 +26,7 @@ import (
 // TestStartServesAndStops starts a control plane in a subtest, uses it, and
 // checks after the subtest that every process is gone.
 func TestStartServesAndStops(t *testing.T) {
-	requireTools(t, false)
+	requireTools(t, Options{})
 	var env *Env
 	var etcdData []string
 	t.Run("serve", func(t *testing.T) {

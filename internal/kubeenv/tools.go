@@ -13,12 +13,12 @@ import (
 
 // DefaultVersionKey names the cache directory tools/kube/build.sh fills by
 // default; it must equal VERSION_KEY in that script (a test checks it).
-const DefaultVersionKey = "kube-v1.35.4-flux-v1.9.6-r1"
+const DefaultVersionKey = "kube-v1.35.4-flux-v1.9.6-r2"
 
 // Environment variables that locate the tools.
 const (
-	// EnvTools names the directory holding kube-apiserver, etcd,
-	// source-controller and kustomize-controller.
+	// EnvTools names the directory holding kube-apiserver, etcd and the
+	// Flux controllers.
 	EnvTools = "NOTESCTL_KUBE_TOOLS"
 	// EnvCRDs names the directory holding the Flux CRDs (*.yaml).
 	EnvCRDs = "NOTESCTL_KUBE_CRDS"
@@ -44,7 +44,25 @@ const (
 	binAPIServer           = "kube-apiserver"
 	binSourceController    = "source-controller"
 	binKustomizeController = "kustomize-controller"
+	binImageReflector      = "image-reflector-controller"
+	binImageAutomation     = "image-automation-controller"
+	binNotification        = "notification-controller"
 )
+
+// binaries lists the binaries a run with opts needs.
+func (o Options) binaries() []string {
+	need := []string{binEtcd, binAPIServer}
+	if o.Flux || o.ImageAutomation || o.Notification {
+		need = append(need, binSourceController, binKustomizeController)
+	}
+	if o.ImageAutomation {
+		need = append(need, binImageReflector, binImageAutomation)
+	}
+	if o.Notification {
+		need = append(need, binNotification)
+	}
+	return need
+}
 
 // Path returns the path of the named binary.
 func (t Tools) Path(name string) string { return filepath.Join(t.BinDir, name) }
@@ -67,6 +85,10 @@ func DefaultCacheDir() (string, error) {
 // run needs (the Flux controllers only when flux is set) are executable files
 // and that the CRD directory holds manifests.
 func FindTools(flux bool) (Tools, error) {
+	return findTools(Options{Flux: flux}.binaries())
+}
+
+func findTools(need []string) (Tools, error) {
 	var tools Tools
 	tools.BinDir = os.Getenv(EnvTools)
 	tools.CRDDir = os.Getenv(EnvCRDs)
@@ -81,10 +103,6 @@ func FindTools(flux bool) (Tools, error) {
 		if tools.CRDDir == "" {
 			tools.CRDDir = filepath.Join(cache, "crds")
 		}
-	}
-	need := []string{binEtcd, binAPIServer}
-	if flux {
-		need = append(need, binSourceController, binKustomizeController)
 	}
 	var problems []string
 	for _, name := range need {
@@ -108,9 +126,9 @@ func FindTools(flux bool) (Tools, error) {
 
 // requireTools returns the tools or ends the test: a skip, or a failure when
 // NOTESCTL_REQUIRE_TOOLS=1, naming the command that builds them.
-func requireTools(t testing.TB, flux bool) Tools {
+func requireTools(t testing.TB, opts Options) Tools {
 	t.Helper()
-	tools, err := FindTools(flux)
+	tools, err := findTools(opts.binaries())
 	if err == nil {
 		return tools
 	}

@@ -143,7 +143,7 @@ func TestReadCRDs(t *testing.T) {
 
 // The CRDs the build script collected are the ones the tests install.
 func TestReadCRDsFromTheCache(t *testing.T) {
-	tools := requireTools(t, false)
+	tools := requireTools(t, Options{})
 	crds, err := ReadCRDs(tools.CRDDir)
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sort"
 	"strings"
 	"time"
@@ -18,14 +19,18 @@ import (
 	sourcev1 "github.com/fluxcd/source-controller/api/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	kstatus "sigs.k8s.io/cli-utils/pkg/kstatus/status"
 )
 
 // The resources the package reads. A dynamic client keeps the binary
@@ -139,10 +144,39 @@ type Target struct {
 	Branch string // GitOps branch
 	Commit string // GitOps commit, full sha
 	Image  string // the image reference written into the manifests
+	// Contains reports whether a GitOps commit (full sha) is Commit or one
+	// of its descendants, from the GitOps history: a revision Flux applied
+	// that contains the release commit counts as applied (Flux's own
+	// image-update commit, a concurrent release). Nil: only Commit itself
+	// counts.
+	Contains func(ctx context.Context, commit string) (bool, error)
 }
 
-// Revision is how Flux names the commit: "<branch>@sha1:<sha>".
+// Revision is how Flux names the commit on a branch: "<branch>@sha1:<sha>".
 func (t Target) Revision() string { return t.Branch + "@sha1:" + t.Commit }
+
+// RevisionCommit reads the commit out of any revision string Flux writes:
+// "main@sha1:<sha>", "refs/heads/main@sha1:<sha>", "sha1:<sha>",
+// "<tag>@sha256:<sha>" for SHA-256 repositories, and the pre-v2 "main/<sha>".
+// It returns "" when rev names no commit.
+func RevisionCommit(rev string) string {
+	if i := strings.LastIndex(rev, "@"); i >= 0 {
+		rev = rev[i+1:]
+	}
+	if algo, hex, ok := strings.Cut(rev, ":"); ok {
+		if algo != "sha1" && algo != "sha256" {
+			return ""
+		}
+		rev = hex
+	} else if i := strings.LastIndex(rev, "/"); i >= 0 {
+		rev = rev[i+1:]
+	}
+	rev = strings.ToLower(rev)
+	if (len(rev) != 40 && len(rev) != 64) || strings.Trim(rev, "0123456789abcdef") != "" {
+		return ""
+	}
+	return rev
+}
 
 // Progress is one step of the wait, for the stage events.
 type Progress func(msg string)
@@ -155,7 +189,7 @@ type Result struct {
 	Note        string    `json:"note,omitempty"`
 }
 
-// FailedError is a Flux failure: the reason and message Flux reported.
+// FailedError is a Flux or rollout failure: the reason and message reported.
 type FailedError struct {
 	Object  string
 	Reason  string
@@ -163,6 +197,9 @@ type FailedError struct {
 }
 
 func (e *FailedError) Error() string {
+	if strings.HasPrefix(e.Object, "Deployment ") {
+		return fmt.Sprintf("%s failed: %s: %s", e.Object, e.Reason, e.Message)
+	}
 	return fmt.Sprintf("Flux %s failed: %s: %s", e.Object, e.Reason, e.Message)
 }
 
@@ -176,15 +213,63 @@ func (e *TimeoutError) Error() string {
 	return fmt.Sprintf("timed out after %s waiting for the rollout; last seen: %s", e.After, e.LastSeen)
 }
 
+// transient reports whether an apiserver error may go away by itself, as
+// kubectl and flux retry them: timeouts, throttling, 5xx, dropped
+// connections. NotFound, Forbidden, Unauthorized and invalid requests are
+// answers, not hiccups.
+func transient(err error) bool {
+	if err == nil {
+		return false
+	}
+	switch {
+	case apierrors.IsServerTimeout(err), apierrors.IsTimeout(err), apierrors.IsTooManyRequests(err),
+		apierrors.IsInternalError(err), apierrors.IsServiceUnavailable(err), apierrors.IsUnexpectedServerError(err),
+		apierrors.IsConflict(err):
+		return true
+	case utilnet.IsConnectionRefused(err), utilnet.IsConnectionReset(err), utilnet.IsProbableEOF(err):
+		return true
+	}
+	var status apierrors.APIStatus
+	if errors.As(err, &status) && status.Status().Code >= 500 {
+		return true
+	}
+	var netErr net.Error
+	return errors.As(err, &netErr) && netErr.Timeout() && !errors.Is(err, context.DeadlineExceeded)
+}
+
+// retryTransient calls fn until it succeeds, fails for good, or ctx ends;
+// transient errors are retried every poll.
+func (c *Client) retryTransient(ctx context.Context, what string, lastSeen *string, fn func() error) error {
+	for {
+		err := fn()
+		if err == nil || !transient(err) {
+			return err
+		}
+		*lastSeen = fmt.Sprintf("%s: %v (retrying)", what, err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(c.opts.Poll):
+		}
+	}
+}
+
 // RequestReconcile sets reconcile.fluxcd.io/requestedAt on the Kustomization
 // and the GitRepository it applies from, so Flux fetches and applies now
 // instead of at its next interval.
 func (c *Client) RequestReconcile(ctx context.Context) (time.Time, *kustomizev1.Kustomization, error) {
+	lastSeen := ""
+	return c.requestReconcile(ctx, &lastSeen)
+}
+
+func (c *Client) requestReconcile(ctx context.Context, lastSeen *string) (time.Time, *kustomizev1.Kustomization, error) {
 	now := time.Now()
 	value := now.Format(time.RFC3339Nano)
 	ks := &kustomizev1.Kustomization{}
 	key := types.NamespacedName{Namespace: c.opts.Namespace, Name: c.opts.Kustomization}
-	if err := c.get(ctx, kustomizationsGVR, key, ks); err != nil {
+	if err := c.retryTransient(ctx, "Flux Kustomization "+key.String(), lastSeen, func() error {
+		return c.get(ctx, kustomizationsGVR, key, ks)
+	}); err != nil {
 		return now, nil, fmt.Errorf("Flux Kustomization %s: %w", key, err)
 	}
 	src := ks.Spec.SourceRef
@@ -196,19 +281,115 @@ func (c *Client) RequestReconcile(ctx context.Context) (time.Time, *kustomizev1.
 		srcNS = ks.Namespace
 	}
 	patch := fmt.Appendf(nil, `{"metadata":{"annotations":{%q:%q}}}`, meta.ReconcileRequestAnnotation, value)
-	if _, err := c.dyn.Resource(gitRepositoriesGVR).Namespace(srcNS).Patch(ctx, src.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+	if err := c.retryTransient(ctx, "Flux GitRepository "+srcNS+"/"+src.Name, lastSeen, func() error {
+		_, err := c.dyn.Resource(gitRepositoriesGVR).Namespace(srcNS).Patch(ctx, src.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+		return err
+	}); err != nil {
 		return now, nil, fmt.Errorf("Flux GitRepository %s/%s: request reconcile: %w", srcNS, src.Name, err)
 	}
-	if _, err := c.dyn.Resource(kustomizationsGVR).Namespace(key.Namespace).Patch(ctx, key.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+	if err := c.retryTransient(ctx, "Flux Kustomization "+key.String(), lastSeen, func() error {
+		_, err := c.dyn.Resource(kustomizationsGVR).Namespace(key.Namespace).Patch(ctx, key.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+		return err
+	}); err != nil {
 		return now, nil, fmt.Errorf("Flux Kustomization %s: request reconcile: %w", key, err)
 	}
 	return now, ks, nil
 }
 
+// containment answers, once per commit, whether a commit Flux reports
+// contains the target commit.
+type containment struct {
+	target Target
+	known  map[string]bool
+}
+
+// contains reports whether revision names a commit that is the target
+// commit or descends from it. An error (the history could not be read) is
+// asked again next time.
+func (h *containment) contains(ctx context.Context, revision string) (bool, error) {
+	sha := RevisionCommit(revision)
+	if sha == "" {
+		return false, nil
+	}
+	if sha == strings.ToLower(h.target.Commit) {
+		return true, nil
+	}
+	if h.target.Contains == nil {
+		return false, nil
+	}
+	if v, ok := h.known[sha]; ok {
+		return v, nil
+	}
+	v, err := h.target.Contains(ctx, sha)
+	if err != nil {
+		return false, fmt.Errorf("is %s a descendant of the release commit %s: %w", shortSHA(sha), shortSHA(h.target.Commit), err)
+	}
+	if h.known == nil {
+		h.known = map[string]bool{}
+	}
+	h.known[sha] = v
+	return v, nil
+}
+
+func shortSHA(s string) string {
+	if len(s) > 7 {
+		return s[:7]
+	}
+	return s
+}
+
+// ksVerdict is what one look at the Kustomization says.
+type ksVerdict int
+
+const (
+	ksWaiting ksVerdict = iota
+	ksApplied
+	ksFailed
+)
+
+// judgeKustomization reads a Kustomization the way flux and kstatus do:
+// only status for the current generation counts (a Ready=False or Stalled
+// left from an earlier generation is stale), a failure only counts once
+// Flux attempted a revision that contains the release (an older failure may
+// be what the release fixes), and applied means Ready=True for the current
+// generation with a lastAppliedRevision that contains the release commit.
+func judgeKustomization(ks *kustomizev1.Kustomization, contains func(revision string) bool) (ksVerdict, *FailedError) {
+	current := func(c *metav1.Condition) bool {
+		if c == nil {
+			return false
+		}
+		if c.ObservedGeneration != 0 {
+			return c.ObservedGeneration == ks.Generation
+		}
+		return ks.Status.ObservedGeneration == ks.Generation
+	}
+	object := "Kustomization " + ks.Namespace + "/" + ks.Name
+	ready := apimeta.FindStatusCondition(ks.Status.Conditions, meta.ReadyCondition)
+	if ks.Status.ObservedGeneration == ks.Generation && current(ready) && ready.Status == metav1.ConditionTrue &&
+		contains(ks.Status.LastAppliedRevision) {
+		return ksApplied, nil
+	}
+	attempted := ks.Status.LastAttemptedRevision != "" && contains(ks.Status.LastAttemptedRevision)
+	if !attempted {
+		return ksWaiting, nil
+	}
+	if reconciling := apimeta.FindStatusCondition(ks.Status.Conditions, meta.ReconcilingCondition); current(reconciling) && reconciling.Status == metav1.ConditionTrue {
+		return ksWaiting, nil
+	}
+	if stalled := apimeta.FindStatusCondition(ks.Status.Conditions, meta.StalledCondition); current(stalled) && stalled.Status == metav1.ConditionTrue {
+		return ksFailed, &FailedError{Object: object, Reason: stalled.Reason, Message: stalled.Message}
+	}
+	if current(ready) && ready.Status == metav1.ConditionFalse && !isProgressing(ready.Reason) {
+		return ksFailed, &FailedError{Object: object, Reason: ready.Reason, Message: ready.Message}
+	}
+	return ksWaiting, nil
+}
+
 // Wait requests a reconcile and waits until the Kustomization has applied
-// the target commit with Ready=True, then until every Deployment it applied
-// that runs the image repository carries the new image and has rolled out
-// as far as the cluster reports.
+// a revision that contains the target commit, then until every Deployment
+// it applied that runs the image repository carries the image and is
+// rolled out as kstatus sees it (Current). Transient apiserver errors are
+// retried until the timeout.
 func (c *Client) Wait(ctx context.Context, target Target, progress Progress) (*Result, error) {
 	if progress == nil {
 		progress = func(string) {}
@@ -216,38 +397,53 @@ func (c *Client) Wait(ctx context.Context, target Target, progress Progress) (*R
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
 	res := &Result{}
-	requested, _, err := c.RequestReconcile(ctx)
+	lastSeen := "nothing yet"
+	requested, _, err := c.requestReconcile(ctx, &lastSeen)
 	if err != nil {
-		return nil, err
+		return nil, c.timeout(err, lastSeen)
 	}
 	res.Requested = requested
 	progress(fmt.Sprintf("requested reconcile of Kustomization %s/%s and its GitRepository", c.opts.Namespace, c.opts.Kustomization))
 
-	lastSeen := "nothing yet"
-	want := target.Revision()
+	history := &containment{target: target}
+	key := types.NamespacedName{Namespace: c.opts.Namespace, Name: c.opts.Kustomization}
 	var ks *kustomizev1.Kustomization
 	err = c.poll(ctx, &lastSeen, func() (bool, error) {
 		ks = &kustomizev1.Kustomization{}
-		if err := c.get(ctx, kustomizationsGVR, types.NamespacedName{Namespace: c.opts.Namespace, Name: c.opts.Kustomization}, ks); err != nil {
-			return false, fmt.Errorf("Flux Kustomization %s/%s: %w", c.opts.Namespace, c.opts.Kustomization, err)
+		if err := c.get(ctx, kustomizationsGVR, key, ks); err != nil {
+			return false, fmt.Errorf("Flux Kustomization %s: %w", key, err)
 		}
 		ready := apimeta.FindStatusCondition(ks.Status.Conditions, meta.ReadyCondition)
 		lastSeen = describeKustomization(ks, ready)
-		if stalled := apimeta.FindStatusCondition(ks.Status.Conditions, meta.StalledCondition); stalled != nil && stalled.Status == metav1.ConditionTrue {
-			return false, &FailedError{Object: "Kustomization " + ks.Namespace + "/" + ks.Name, Reason: stalled.Reason, Message: stalled.Message}
+		var historyErr error
+		verdict, failed := judgeKustomization(ks, func(rev string) bool {
+			ok, err := history.contains(ctx, rev)
+			if err != nil && historyErr == nil {
+				historyErr = err
+			}
+			return ok
+		})
+		if historyErr != nil {
+			lastSeen += "; " + historyErr.Error()
 		}
-		// A failure only counts once Flux has tried our revision; an older
-		// failure may be what this release fixes.
-		if ready != nil && ready.Status == metav1.ConditionFalse && ks.Status.LastAttemptedRevision == want && ready.ObservedGeneration == ks.Generation && !isProgressing(ready.Reason) {
-			return false, &FailedError{Object: "Kustomization " + ks.Namespace + "/" + ks.Name, Reason: ready.Reason, Message: ready.Message}
+		switch verdict {
+		case ksFailed:
+			return false, failed
+		case ksApplied:
+			return true, nil
 		}
-		return ks.Status.LastAppliedRevision == want && ready != nil && ready.Status == metav1.ConditionTrue, nil
+		return false, nil
 	})
 	if err != nil {
 		return nil, c.timeout(err, lastSeen)
 	}
 	res.Applied = ks.Status.LastAppliedRevision
-	progress("Flux applied " + want)
+	exact := RevisionCommit(res.Applied) == strings.ToLower(target.Commit)
+	if exact {
+		progress("Flux applied " + res.Applied)
+	} else {
+		progress("Flux applied " + res.Applied + ", which contains " + shortSHA(target.Commit))
+	}
 
 	deployments := inventoryDeployments(ks)
 	if len(deployments) == 0 {
@@ -255,36 +451,41 @@ func (c *Client) Wait(ctx context.Context, target Target, progress Progress) (*R
 		return res, nil
 	}
 	repo := imageRepository(target.Image)
-	noStatus := false
 	err = c.poll(ctx, &lastSeen, func() (bool, error) {
 		done := true
-		noStatus = false
 		var seen []string
 		for _, key := range deployments {
-			d := &appsv1.Deployment{}
-			if err := c.get(ctx, deploymentsGVR, key, d); err != nil {
+			u, err := c.dyn.Resource(deploymentsGVR).Namespace(key.Namespace).Get(ctx, key.Name, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				done = false
+				seen = append(seen, fmt.Sprintf("Deployment %s: not found", key))
+				continue
+			}
+			if err != nil {
 				return false, fmt.Errorf("Deployment %s: %w", key, err)
 			}
-			runs, ok := runsImage(d, repo)
+			st, runs, ok, err := deploymentState(u, repo)
+			if err != nil {
+				return false, fmt.Errorf("Deployment %s: %w", key, err)
+			}
 			if !ok {
 				continue // a Deployment of something else
 			}
-			if runs != target.Image {
+			// A later commit may carry a later image of the repository;
+			// then that is what rolls out.
+			if exact && runs != target.Image {
 				done = false
 				seen = append(seen, fmt.Sprintf("Deployment %s runs %s", key, runs))
 				continue
 			}
-			state, complete, err := rolloutState(d)
-			if err != nil {
-				return false, fmt.Errorf("Deployment %s: %w", key, err)
-			}
-			if state == "" {
-				noStatus = true
-			}
-			if !complete {
+			switch st.Status {
+			case kstatus.CurrentStatus:
+			case kstatus.FailedStatus:
+				return false, &FailedError{Object: "Deployment " + key.String(), Reason: failedReason(st), Message: st.Message}
+			default:
 				done = false
 			}
-			seen = append(seen, fmt.Sprintf("Deployment %s: %s", key, orDefault(state, "spec updated, no controller reports status")))
+			seen = append(seen, fmt.Sprintf("Deployment %s runs %s: %s: %s", key, runs, st.Status, st.Message))
 		}
 		if len(seen) > 0 {
 			lastSeen = strings.Join(seen, "; ")
@@ -297,31 +498,56 @@ func (c *Client) Wait(ctx context.Context, target Target, progress Progress) (*R
 	for _, key := range deployments {
 		res.Deployments = append(res.Deployments, key.String())
 	}
-	if noStatus {
-		res.Note = "the Deployment carries the new image; no deployment controller reports rollout status in this cluster"
-	}
-	progress("Deployment runs " + target.Image + ": " + lastSeen)
+	progress("rolled out: " + lastSeen)
 	return res, nil
 }
 
-func orDefault(s, d string) string {
-	if s == "" {
-		return d
+// deploymentState computes a Deployment's rollout status with kstatus and
+// returns the image of the repository it runs (ok false: it runs none).
+func deploymentState(u *unstructured.Unstructured, repo string) (*kstatus.Result, string, bool, error) {
+	d := &appsv1.Deployment{}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, d); err != nil {
+		return nil, "", false, err
 	}
-	return s
+	runs, ok := runsImage(d, repo)
+	if !ok {
+		return nil, "", false, nil
+	}
+	st, err := kstatus.Compute(u)
+	if err != nil {
+		return nil, "", false, err
+	}
+	return st, runs, true, nil
+}
+
+func failedReason(st *kstatus.Result) string {
+	for _, c := range st.Conditions {
+		if c.Reason != "" {
+			return c.Reason
+		}
+	}
+	return string(st.Status)
 }
 
 func isProgressing(reason string) bool {
-	return reason == meta.ProgressingReason || reason == meta.DependencyNotReadyReason
+	return reason == meta.ProgressingReason || reason == meta.DependencyNotReadyReason ||
+		reason == meta.ProgressingWithRetryReason || reason == "ArtifactFailed"
 }
 
+// poll calls check every Poll until it is done, fails for good, or ctx
+// ends. Transient apiserver errors are noted in lastSeen and retried.
 func (c *Client) poll(ctx context.Context, lastSeen *string, check func() (bool, error)) error {
 	t := time.NewTicker(c.opts.Poll)
 	defer t.Stop()
 	for {
 		done, err := check()
-		if err != nil || done {
+		if err != nil && !transient(err) {
 			return err
+		}
+		if err != nil {
+			*lastSeen = err.Error() + " (retrying)"
+		} else if done {
+			return nil
 		}
 		select {
 		case <-ctx.Done():
@@ -340,8 +566,14 @@ func (c *Client) timeout(err error, lastSeen string) error {
 
 func describeKustomization(ks *kustomizev1.Kustomization, ready *metav1.Condition) string {
 	s := fmt.Sprintf("Kustomization %s/%s lastAppliedRevision=%q", ks.Namespace, ks.Name, ks.Status.LastAppliedRevision)
+	if ks.Status.LastAttemptedRevision != "" && ks.Status.LastAttemptedRevision != ks.Status.LastAppliedRevision {
+		s += fmt.Sprintf(" lastAttemptedRevision=%q", ks.Status.LastAttemptedRevision)
+	}
 	if ready != nil {
 		s += fmt.Sprintf(" Ready=%s (%s: %s)", ready.Status, ready.Reason, ready.Message)
+	}
+	if ks.Status.ObservedGeneration != ks.Generation {
+		s += fmt.Sprintf(" (generation %d not yet observed)", ks.Generation)
 	}
 	return s
 }
@@ -389,28 +621,6 @@ func runsImage(d *appsv1.Deployment, repo string) (string, bool) {
 	return "", false
 }
 
-// rolloutState reads the Deployment status the way kubectl rollout status
-// does. With no deployment controller (observedGeneration 0) there is no
-// status to wait for: the state is "" and the rollout counts as complete.
-func rolloutState(d *appsv1.Deployment) (string, bool, error) {
-	st := d.Status
-	if st.ObservedGeneration == 0 && len(st.Conditions) == 0 {
-		return "", true, nil
-	}
-	for _, c := range st.Conditions {
-		if c.Type == appsv1.DeploymentProgressing && c.Reason == "ProgressDeadlineExceeded" {
-			return "", false, fmt.Errorf("rollout failed: %s", c.Message)
-		}
-	}
-	want := int32(1)
-	if d.Spec.Replicas != nil {
-		want = *d.Spec.Replicas
-	}
-	state := fmt.Sprintf("generation %d observed %d, %d/%d updated, %d available", d.Generation, st.ObservedGeneration, st.UpdatedReplicas, want, st.AvailableReplicas)
-	complete := st.ObservedGeneration >= d.Generation && st.UpdatedReplicas >= want && st.AvailableReplicas >= want && st.Replicas == st.UpdatedReplicas
-	return state, complete, nil
-}
-
 // ClusterStatus is what the cluster says about the notes site.
 type ClusterStatus struct {
 	Kustomization       string             `json:"kustomization"`
@@ -443,19 +653,18 @@ func (c *Client) Status(ctx context.Context, imageRepo string) (*ClusterStatus, 
 		}
 	}
 	for _, dk := range inventoryDeployments(ks) {
-		d := &appsv1.Deployment{}
-		if err := c.get(ctx, deploymentsGVR, dk, d); err != nil {
+		u, err := c.dyn.Resource(deploymentsGVR).Namespace(dk.Namespace).Get(ctx, dk.Name, metav1.GetOptions{})
+		if err != nil {
 			return nil, fmt.Errorf("Deployment %s: %w", dk, err)
 		}
-		img, ok := runsImage(d, imageRepository(imageRepo))
+		ds, img, ok, err := deploymentState(u, imageRepository(imageRepo))
+		if err != nil {
+			return nil, fmt.Errorf("Deployment %s: %w", dk, err)
+		}
 		if !ok {
 			continue
 		}
-		state, _, err := rolloutState(d)
-		if err != nil {
-			state = err.Error()
-		}
-		st.Deployments = append(st.Deployments, DeploymentStatus{Name: dk.String(), Image: img, Rollout: orDefault(state, "no controller reports status")})
+		st.Deployments = append(st.Deployments, DeploymentStatus{Name: dk.String(), Image: img, Rollout: string(ds.Status) + ": " + ds.Message})
 	}
 	return st, nil
 }

@@ -8,9 +8,13 @@
 #   CACHE_DIR/bin/etcd                  etcd 3.4 from Debian's etcd-server package (copied)
 #   CACHE_DIR/bin/source-controller     github.com/fluxcd/source-controller v1.9.6
 #   CACHE_DIR/bin/kustomize-controller  github.com/fluxcd/kustomize-controller v1.9.6
-#   CACHE_DIR/crds/*.yaml               source + kustomize CRDs (shipped in the controller
-#                                       modules) and image + notification CRDs (generated
-#                                       with controller-gen from the API modules)
+#   CACHE_DIR/bin/image-reflector-controller   github.com/fluxcd/image-reflector-controller v1.2.0
+#   CACHE_DIR/bin/image-automation-controller  github.com/fluxcd/image-automation-controller v1.2.0
+#   CACHE_DIR/bin/notification-controller      github.com/fluxcd/notification-controller v1.9.0
+#   CACHE_DIR/crds/*.yaml               the CRDs the controller modules ship in config/crd/bases
+#
+# The five controllers come from one wrapper module (tools/kube/flux), so their
+# shared dependencies resolve to one version each and compile once.
 #
 # CACHE_DIR defaults to ${NOTESCTL_TOOLS_CACHE:-$HOME/.cache/notesctl-tools}/$VERSION_KEY.
 # Every artifact has a stamp file (CACHE_DIR/stamps/NAME) holding the versions and
@@ -30,11 +34,10 @@ KUBE_VERSION=v1.35.4
 KUBE_STAGING_VERSION=v0.35.4
 SOURCE_CONTROLLER_VERSION=v1.9.6
 KUSTOMIZE_CONTROLLER_VERSION=v1.9.6
-IMAGE_REFLECTOR_API_VERSION=v1.2.5
-IMAGE_AUTOMATION_API_VERSION=v1.2.5
-NOTIFICATION_API_VERSION=v1.9.4
-CONTROLLER_GEN_VERSION=v0.19.0
-VERSION_KEY=kube-v1.35.4-flux-v1.9.6-r1
+IMAGE_REFLECTOR_CONTROLLER_VERSION=v1.2.0
+IMAGE_AUTOMATION_CONTROLLER_VERSION=v1.2.0
+NOTIFICATION_CONTROLLER_VERSION=v1.9.0
+VERSION_KEY=kube-v1.35.4-flux-v1.9.6-r2
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache="${1:-${NOTESCTL_TOOLS_CACHE:-$HOME/.cache/notesctl-tools}/$VERSION_KEY}"
@@ -82,23 +85,23 @@ up_to_date() {
 	[[ -z "$file" || -x "$file" || -f "$file" ]] || return 1
 }
 
-# build_wrapper NAME PACKAGE LDFLAGS VERSIONS...: builds PACKAGE from the wrapper
-# module tools/kube/NAME into $bin/NAME.
+# build_wrapper MODULE NAME PACKAGE LDFLAGS VERSIONS...: builds PACKAGE from the
+# wrapper module tools/kube/MODULE into $bin/NAME.
 build_wrapper() {
-	local name=$1 pkg=$2 ldflags=$3
-	shift 3
+	local mod=$1 name=$2 pkg=$3 ldflags=$4
+	shift 4
 	local want
-	want="$(stamp_for "$name" "$@" "wrapper=$(wrapper_hash "$here/$name")" "ldflags=$ldflags")"
+	want="$(stamp_for "$name" "$@" "wrapper=$(wrapper_hash "$here/$mod")" "ldflags=$ldflags")"
 	if up_to_date "$name" "$want" "$bin/$name"; then
 		log "$name: cached ($*)"
 		return
 	fi
 	local start=$SECONDS
 	log "$name: building $pkg ($*)..."
-	rm -rf "$src/$name"
-	mkdir -p "$src/$name"
-	cp "$here/$name/go.mod" "$here/$name/go.sum" "$here/$name/tools.go" "$src/$name/"
-	(cd "$src/$name" && go build -trimpath -ldflags "$ldflags" -o "$bin/.$name.tmp" "$pkg")
+	rm -rf "$src/$mod"
+	mkdir -p "$src/$mod"
+	cp "$here/$mod/go.mod" "$here/$mod/go.sum" "$here/$mod/tools.go" "$src/$mod/"
+	(cd "$src/$mod" && go build -trimpath -ldflags "$ldflags" -o "$bin/.$name.tmp" "$pkg")
 	mv -f "$bin/.$name.tmp" "$bin/$name"
 	printf '%s\n' "$want" >"$stamps/$name"
 	log "$name: built in $((SECONDS - start))s ($(du -h "$bin/$name" | cut -f1))"
@@ -142,14 +145,13 @@ module_dir() {
 }
 
 collect_crds() {
+	local mods=("github.com/fluxcd/source-controller@$SOURCE_CONTROLLER_VERSION"
+		"github.com/fluxcd/kustomize-controller@$KUSTOMIZE_CONTROLLER_VERSION"
+		"github.com/fluxcd/image-reflector-controller@$IMAGE_REFLECTOR_CONTROLLER_VERSION"
+		"github.com/fluxcd/image-automation-controller@$IMAGE_AUTOMATION_CONTROLLER_VERSION"
+		"github.com/fluxcd/notification-controller@$NOTIFICATION_CONTROLLER_VERSION")
 	local want
-	want="$(stamp_for crds "source-controller=$SOURCE_CONTROLLER_VERSION" \
-		"kustomize-controller=$KUSTOMIZE_CONTROLLER_VERSION" \
-		"image-reflector-api=$IMAGE_REFLECTOR_API_VERSION" \
-		"image-automation-api=$IMAGE_AUTOMATION_API_VERSION" \
-		"notification-api=$NOTIFICATION_API_VERSION" \
-		"controller-gen=$CONTROLLER_GEN_VERSION" \
-		"wrapper=$(wrapper_hash "$here/fluxcrds")")"
+	want="$(stamp_for crds "${mods[@]}")"
 	if up_to_date crds "$want" && compgen -G "$crds/*.yaml" >/dev/null; then
 		log "crds: cached ($(ls "$crds" | wc -l) files)"
 		return
@@ -158,51 +160,20 @@ collect_crds() {
 	local out="$cache/.crds.tmp"
 	rm -rf "$out"
 	mkdir -p "$out"
-
-	local dir
-	for mod in "github.com/fluxcd/source-controller@$SOURCE_CONTROLLER_VERSION" \
-		"github.com/fluxcd/kustomize-controller@$KUSTOMIZE_CONTROLLER_VERSION"; do
+	local dir mod
+	for mod in "${mods[@]}"; do
 		dir="$(module_dir "$mod")"
 		[[ -d "$dir/config/crd/bases" ]] || { echo "build.sh: no config/crd/bases in $mod ($dir)" >&2; exit 1; }
 		cp "$dir"/config/crd/bases/*.yaml "$out/"
 		chmod 0644 "$out"/*.yaml # module cache files are read-only
 		log "crds: copied $(ls "$dir"/config/crd/bases/*.yaml | wc -l) CRDs from $mod"
 	done
-
-	# The image and notification CRDs are not shipped in any module the proxy
-	# serves: generate them from the API packages, as the upstream Makefiles do.
-	local cg="$cache/tools/controller-gen-$CONTROLLER_GEN_VERSION"
-	if [[ ! -x "$cg" ]]; then
-		log "crds: building controller-gen $CONTROLLER_GEN_VERSION..."
-		mkdir -p "$cache/tools"
-		(cd "$src" && GOFLAGS= GOBIN="$cache/tools/.gobin" go install "sigs.k8s.io/controller-tools/cmd/controller-gen@$CONTROLLER_GEN_VERSION")
-		mv -f "$cache/tools/.gobin/controller-gen" "$cg"
-		rmdir "$cache/tools/.gobin"
-	fi
-	rm -rf "$src/fluxcrds"
-	mkdir -p "$src/fluxcrds"
-	cp "$here/fluxcrds/go.mod" "$here/fluxcrds/go.sum" "$here/fluxcrds/tools.go" "$src/fluxcrds/"
-	local gen="$cache/.crds-gen.tmp"
-	rm -rf "$gen"
-	mkdir -p "$gen"
-	(cd "$src/fluxcrds" && go mod download &&
-		"$cg" crd \
-			paths=github.com/fluxcd/image-reflector-controller/api/... \
-			paths=github.com/fluxcd/image-automation-controller/api/... \
-			paths=github.com/fluxcd/notification-controller/api/... \
-			output:crd:dir="$gen")
-	local n=0
-	for want_crd in image.toolkit.fluxcd.io_imagerepositories.yaml image.toolkit.fluxcd.io_imagepolicies.yaml \
+	local want_crd
+	for want_crd in source.toolkit.fluxcd.io_gitrepositories.yaml kustomize.toolkit.fluxcd.io_kustomizations.yaml \
+		image.toolkit.fluxcd.io_imagerepositories.yaml image.toolkit.fluxcd.io_imagepolicies.yaml \
 		image.toolkit.fluxcd.io_imageupdateautomations.yaml notification.toolkit.fluxcd.io_receivers.yaml; do
-		[[ -f "$gen/$want_crd" ]] || { echo "build.sh: controller-gen did not write $want_crd (got: $(ls "$gen"))" >&2; exit 1; }
+		[[ -f "$out/$want_crd" ]] || { echo "build.sh: no $want_crd among the modules' CRDs (got: $(ls "$out"))" >&2; exit 1; }
 	done
-	for f in "$gen"/*.yaml; do
-		cp "$f" "$out/"
-		n=$((n + 1))
-	done
-	rm -rf "$gen"
-	log "crds: generated $n CRDs with controller-gen $CONTROLLER_GEN_VERSION"
-
 	rm -rf "$crds"
 	mv "$out" "$crds"
 	printf '%s\n' "$want" >"$stamps/crds"
@@ -212,13 +183,19 @@ collect_crds() {
 log "cache: $cache"
 install_etcd
 collect_crds
-build_wrapper kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver \
+build_wrapper kube-apiserver kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver \
 	"-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=35 -X k8s.io/component-base/version.gitTreeState=clean" \
 	"kubernetes=$KUBE_VERSION" "staging=$KUBE_STAGING_VERSION"
-build_wrapper source-controller github.com/fluxcd/source-controller "-s -w" \
+build_wrapper flux source-controller github.com/fluxcd/source-controller "-s -w" \
 	"source-controller=$SOURCE_CONTROLLER_VERSION"
-build_wrapper kustomize-controller github.com/fluxcd/kustomize-controller "-s -w" \
+build_wrapper flux kustomize-controller github.com/fluxcd/kustomize-controller "-s -w" \
 	"kustomize-controller=$KUSTOMIZE_CONTROLLER_VERSION"
+build_wrapper flux image-reflector-controller github.com/fluxcd/image-reflector-controller "-s -w" \
+	"image-reflector-controller=$IMAGE_REFLECTOR_CONTROLLER_VERSION"
+build_wrapper flux image-automation-controller github.com/fluxcd/image-automation-controller "-s -w" \
+	"image-automation-controller=$IMAGE_AUTOMATION_CONTROLLER_VERSION"
+build_wrapper flux notification-controller github.com/fluxcd/notification-controller "-s -w" \
+	"notification-controller=$NOTIFICATION_CONTROLLER_VERSION"
 
 log "done in $((SECONDS - total_start))s"
 echo "NOTESCTL_KUBE_TOOLS=$bin"

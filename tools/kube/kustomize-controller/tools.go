@@ -1,7 +1,0 @@
-//go:build tools
-
-// Package tools pins the Flux kustomize-controller command so that go mod tidy keeps
-// its dependencies in this wrapper module.
-package tools
-
-import _ "github.com/fluxcd/kustomize-controller"
