@@ -183,6 +183,16 @@ func metadataJSON(res *pipeline.ReleaseResult) (string, error) {
 	return string(out), err
 }
 
+// logSummaryOnGitea prints the step summary into the job log on Gitea:
+// Gitea before 1.27 drops step summaries, so the log is the only place a
+// user would see it.
+func logSummaryOnGitea(a *app, res *pipeline.ReleaseResult, runErr error) {
+	if res == nil || res.Build == nil || a.getenv("GITEA_ACTIONS") != "true" {
+		return
+	}
+	fmt.Fprintf(a.stdout, "::group::summary\n%s::endgroup::\n", a.redact(pipeline.Summary(res, runErr)))
+}
+
 // setMetadataOutput writes the "metadata" output next to the ones the
 // pipeline's Actions sink writes.
 func setMetadataOutput(a *app, res *pipeline.ReleaseResult) {

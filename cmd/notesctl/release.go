@@ -116,6 +116,7 @@ repository (` + localGitOps + `), scaffolded with "manifests init" on first use.
 			if as, ok := sink.(*pipeline.ActionsSink); ok {
 				as.Finish(res, err)
 				setMetadataOutput(a, res)
+				logSummaryOnGitea(a, res, err)
 			}
 			if err != nil {
 				return err
