@@ -1,10 +1,13 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 
 	"github.com/sethvargo/go-githubactions"
+
+	"github.com/notesctl/notesctl/pipeline"
 )
 
 // actionInput maps action.yml inputs to release flags. Names follow
@@ -137,4 +140,69 @@ func requiredInputs(image, gitops string) error {
 		return nil
 	}
 	return fmt.Errorf("missing required input %s: set it under with: in the workflow step (or use the flag, its NOTESCTL_* variable or .notesctl.yaml)", strings.Join(missing, " and "))
+}
+
+// releaseMetadata is the "metadata" step output: the keys docker/build-push-action
+// writes that mean the same here (containerimage.digest, image.name), so that
+// workflows written for it can chain on notesctl, plus what only notesctl knows.
+type releaseMetadata struct {
+	Digest   string `json:"containerimage.digest"`
+	Names    string `json:"image.name"`
+	Notesctl struct {
+		Image        string `json:"image"`
+		Commit       string `json:"commit"`
+		Pages        int    `json:"pages"`
+		Changed      bool   `json:"changed"`
+		Skipped      bool   `json:"skipped"`
+		GitOpsCommit string `json:"gitops-commit,omitempty"`
+	} `json:"notesctl"`
+}
+
+func metadataJSON(res *pipeline.ReleaseResult) (string, error) {
+	b := res.Build
+	var m releaseMetadata
+	m.Digest = b.Digest
+	var names []string
+	if b.Repository != "" {
+		tags := b.Tags
+		if len(tags) == 0 && b.Tag != "" {
+			tags = []string{b.Tag}
+		}
+		for _, t := range tags {
+			names = append(names, b.Repository+":"+t)
+		}
+	}
+	m.Names = strings.Join(names, ",")
+	m.Notesctl.Image = b.Image
+	m.Notesctl.Commit = b.Commit
+	m.Notesctl.Pages = b.Pages
+	m.Notesctl.Changed = res.GitOps.Changed
+	m.Notesctl.Skipped = res.Skipped
+	m.Notesctl.GitOpsCommit = res.GitOps.Commit
+	out, err := json.Marshal(m)
+	return string(out), err
+}
+
+// logSummaryOnGitea prints the step summary into the job log on Gitea:
+// Gitea before 1.27 drops step summaries, so the log is the only place a
+// user would see it.
+func logSummaryOnGitea(a *app, res *pipeline.ReleaseResult, runErr error) {
+	if res == nil || res.Build == nil || a.getenv("GITEA_ACTIONS") != "true" {
+		return
+	}
+	fmt.Fprintf(a.stdout, "::group::summary\n%s::endgroup::\n", a.redact(pipeline.Summary(res, runErr)))
+}
+
+// setMetadataOutput writes the "metadata" output next to the ones the
+// pipeline's Actions sink writes.
+func setMetadataOutput(a *app, res *pipeline.ReleaseResult) {
+	if res == nil || res.Build == nil || a.getenv("GITHUB_OUTPUT") == "" {
+		return
+	}
+	js, err := metadataJSON(res)
+	if err != nil {
+		return
+	}
+	gh := githubactions.New(githubactions.WithWriter(a.stdout), githubactions.WithGetenv(githubactions.GetenvFunc(a.getenv)))
+	gh.SetOutput("metadata", a.redact(js))
 }

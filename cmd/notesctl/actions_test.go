@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -76,6 +77,21 @@ func TestActionsStep(t *testing.T) {
 	}
 	if !regexp.MustCompile(`(?m)^true$`).MatchString(outputs) {
 		t.Errorf("changed output is not true:\n%s", outputs)
+	}
+	// metadata: docker/build-push-action's keys, holding the same digest and
+	// every pushed tag.
+	var meta map[string]any
+	if err := json.Unmarshal([]byte(outputValue(t, outputs, "metadata")), &meta); err != nil {
+		t.Fatalf("metadata output is not JSON: %v\n%s", err, outputs)
+	}
+	if d := outputValue(t, outputs, "digest"); meta["containerimage.digest"] != d || d == "" {
+		t.Errorf("metadata containerimage.digest = %v, digest output = %q", meta["containerimage.digest"], d)
+	}
+	names, _ := meta["image.name"].(string)
+	for _, tag := range []string{outputValue(t, outputs, "tag"), "latest", "stable"} {
+		if !strings.Contains(","+names+",", ","+reg.Host+"/acme/notes:"+tag+",") {
+			t.Errorf("metadata image.name %q lacks tag %s", names, tag)
+		}
 	}
 	for _, want := range []string{"| Image |", "| Digest |", "| Pages |", "| GitOps commit |", "| Stage | Duration |", "| render |"} {
 		if !strings.Contains(summary, want) {
@@ -218,4 +234,26 @@ func TestFluxReceiverWebhook(t *testing.T) {
 	if r.code == 0 || !strings.Contains(r.stderr, "401") {
 		t.Errorf("wrong token: exit %d, stderr %q", r.code, r.stderr)
 	}
+}
+
+// outputValue reads one output from a GITHUB_OUTPUT file (NAME<<DELIMITER
+// lines, as go-githubactions writes them).
+func outputValue(t *testing.T, file, name string) string {
+	t.Helper()
+	lines := strings.Split(file, "\n")
+	for i, l := range lines {
+		if !strings.HasPrefix(l, name+"<<") {
+			continue
+		}
+		delim := strings.TrimPrefix(l, name+"<<")
+		var val []string
+		for _, v := range lines[i+1:] {
+			if v == delim {
+				return strings.Join(val, "\n")
+			}
+			val = append(val, v)
+		}
+	}
+	t.Fatalf("output %s not in GITHUB_OUTPUT:\n%s", name, file)
+	return ""
 }

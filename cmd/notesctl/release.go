@@ -115,6 +115,8 @@ repository (` + localGitOps + `), scaffolded with "manifests init" on first use.
 			a.finish(sink)
 			if as, ok := sink.(*pipeline.ActionsSink); ok {
 				as.Finish(res, err)
+				setMetadataOutput(a, res)
+				logSummaryOnGitea(a, res, err)
 			}
 			if err != nil {
 				return err
