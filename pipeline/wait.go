@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/notesctl/notesctl/manifests"
+	"github.com/notesctl/notesctl/manifests/gitops"
 	"github.com/notesctl/notesctl/pipeline/rollout"
 )
 
@@ -14,10 +14,10 @@ const StageRollout Stage = "rollout"
 // waitRollout asks Flux to reconcile the commit now and waits until it, or
 // a later commit of the GitOps branch that contains it, is applied and the
 // Deployment runs the image.
-func waitRollout(ctx context.Context, r *runner, opts rollout.Options, gitops manifests.GitOpsOptions, target rollout.Target) (*rollout.Result, error) {
-	if target.Contains == nil && gitops.URL != "" {
+func waitRollout(ctx context.Context, r *runner, opts rollout.Options, gitopsOpts gitops.Options, target rollout.Target) (*rollout.Result, error) {
+	if target.Contains == nil && gitopsOpts.URL != "" {
 		target.Contains = func(ctx context.Context, commit string) (bool, error) {
-			return manifests.Contains(ctx, gitops, commit, target.Commit)
+			return gitops.Contains(ctx, gitopsOpts, commit, target.Commit)
 		}
 	}
 	var res *rollout.Result

@@ -1,4 +1,4 @@
-package manifests
+package gitops
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 // hold is not a descendant: false, no error. `--wait` uses it to accept a
 // revision Flux applied after the release commit (Flux's own image update,
 // a concurrent release).
-func Contains(ctx context.Context, opts GitOpsOptions, commit, base string) (bool, error) {
+func Contains(ctx context.Context, opts Options, commit, base string) (bool, error) {
 	commit, base = strings.ToLower(commit), strings.ToLower(base)
 	if commit == base {
 		return true, nil

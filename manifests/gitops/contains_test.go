@@ -1,4 +1,4 @@
-package manifests
+package gitops
 
 import (
 	"context"
@@ -52,7 +52,7 @@ func TestContains(t *testing.T) {
 	}
 	for _, url := range []string{dir, "file://" + dir} {
 		for _, tt := range tests {
-			got, err := Contains(context.Background(), GitOpsOptions{URL: url, Branch: "main"}, tt.commit, tt.base)
+			got, err := Contains(context.Background(), Options{URL: url, Branch: "main"}, tt.commit, tt.base)
 			if err != nil {
 				t.Fatalf("%s: %s: %v", url, tt.name, err)
 			}
