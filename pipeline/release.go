@@ -410,6 +410,11 @@ func newerRelease(fsys billy.Filesystem, policy manifests.Policy) (string, error
 			continue
 		}
 		if _, _, ts, _, ok := registry.ParseTag(tag); ok && ts > ours {
+			// The whole reference, also when the markers split it into
+			// name, tag and digest.
+			if ref := (manifests.Deployed{Found: found}).Ref(); ref != "" {
+				return ref, nil
+			}
 			return f.Value, nil
 		}
 	}
