@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -8,6 +9,8 @@ import (
 	"github.com/go-git/go-billy/v5/util"
 
 	"github.com/notesctl/notesctl/manifests"
+	"github.com/notesctl/notesctl/registry"
+	"github.com/notesctl/notesctl/render"
 )
 
 // Table tests of the small decisions a release and a rollback take from
@@ -178,5 +181,36 @@ func TestNewerRelease(t *testing.T) {
 				t.Errorf("newerRelease = %q, want %q", got, c.want)
 			}
 		})
+	}
+}
+
+// TestDeployedReleaseDecisions covers the decisions taken before any image
+// is read; TestNoOpKeysOnTheWholeImage covers the rest on real layouts.
+func TestDeployedReleaseDecisions(t *testing.T) {
+	repo, err := registry.ParseRepository("ghcr.io/acme/notes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clean := &plannedBuild{src: &render.Source{Commit: "b9060af2d8b1c6e5f7a3940e1d2c3b4a5f6e7d8c"}, tag: tagA, repo: repo}
+	dirty := &plannedBuild{src: &render.Source{Commit: clean.src.Commit, Dirty: true}, tag: tagA + "-dirty", repo: repo}
+	image := func(v string) manifests.Found { return manifests.Found{Field: manifests.FieldImage, Value: v} }
+	for _, c := range []struct {
+		name   string
+		p      *plannedBuild
+		found  []manifests.Found
+		reason string
+	}{
+		{"dirty", dirty, []manifests.Found{image("ghcr.io/acme/notes:" + tagA + "-dirty")}, "dirty work tree is always made again"},
+		{"another release deployed", clean, []manifests.Found{image("ghcr.io/acme/notes:main-0123abc-1600000000-hugo0.145.0")}, "deploys ghcr.io/acme/notes:main-0123abc-1600000000-hugo0.145.0, not " + tagA},
+		{"placeholder", clean, []manifests.Found{image("ghcr.io/acme/notes:latest")}, "not " + tagA},
+		{"split markers of another release", clean, []manifests.Found{
+			{Field: manifests.FieldName, Value: "ghcr.io/acme/notes"}, {Field: manifests.FieldTag, Value: "v1"},
+		}, "deploys ghcr.io/acme/notes:v1, not"},
+		{"nothing readable", clean, nil, "deploys none, not"},
+	} {
+		ref, reason, ok := deployedRelease(context.Background(), ReleaseOptions{}, c.p, c.found)
+		if ok || ref != "" || !strings.Contains(reason, c.reason) {
+			t.Errorf("%s: deployedRelease = %q, %q, %v; want not deployed, because %q", c.name, ref, reason, ok, c.reason)
+		}
 	}
 }
