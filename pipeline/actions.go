@@ -123,7 +123,7 @@ func (s *ActionsSink) Finish(res *ReleaseResult, runErr error) {
 		{"image", b.Image}, {"tag", b.Tag}, {"digest", b.Digest},
 		{"gitops-commit", res.GitOps.Commit}, {"changed", fmt.Sprint(res.GitOps.Changed)},
 		{"pages", fmt.Sprint(b.Pages)}, {"skipped", fmt.Sprint(res.Skipped)},
-		{"outcome", res.Outcome}, {"reason", res.Reason},
+		{"outcome", res.Outcome}, {"reason", res.Reason}, {"superseded-by", res.GitOps.Superseded},
 	}
 	if s.getenv("GITHUB_OUTPUT") != "" {
 		for _, kv := range outputs {

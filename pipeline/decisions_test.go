@@ -1,10 +1,16 @@
 package pipeline
 
 import (
+	"context"
 	"strings"
 	"testing"
 
+	"github.com/go-git/go-billy/v5/memfs"
+	"github.com/go-git/go-billy/v5/util"
+
 	"github.com/notesctl/notesctl/manifests"
+	"github.com/notesctl/notesctl/registry"
+	"github.com/notesctl/notesctl/render"
 )
 
 // Table tests of the small decisions a release and a rollback take from
@@ -134,6 +140,77 @@ func TestOutcome(t *testing.T) {
 	} {
 		if got := outcome(&c.res); got != c.want {
 			t.Errorf("outcome(%+v) = %q, want %q", c.res, got, c.want)
+		}
+	}
+}
+
+func TestNewerRelease(t *testing.T) {
+	const repo = "ghcr.io/acme/notes"
+	ours := "main-b9060af-1746598316-hugo0.145.0"
+	whole := func(ref string) string {
+		return "image: " + ref + ` # {"$imagepolicy": "flux-system:notes"}`
+	}
+	split := func(name, tag string) string {
+		return "image:\n            repository: " + name + ` # {"$imagepolicy": "flux-system:notes:name"}` +
+			"\n            tag: " + tag + ` # {"$imagepolicy": "flux-system:notes:tag"}`
+	}
+	for _, c := range []struct {
+		name, deployed, ours, want string
+	}{
+		{"newer deployed", whole(repo + ":main-c0ffee0-1746601916-hugo0.145.0@" + digestA), ours, repo + ":main-c0ffee0-1746601916-hugo0.145.0@" + digestA},
+		{"older deployed", whole(repo + ":main-0123abc-1600000000-hugo0.145.0"), ours, ""},
+		{"same time: the later release wins", whole(repo + ":main-fedcba9-1746598316-hugo0.144.0"), ours, ""},
+		{"our own tag", whole(repo + ":" + ours + "@" + digestA), ours, ""},
+		{"newer dirty build", whole(repo + ":main-c0ffee0-1746601916-hugo0.145.0-dirty"), ours, repo + ":main-c0ffee0-1746601916-hugo0.145.0-dirty"},
+		{"deployed tag of another scheme", whole(repo + ":v2"), ours, ""},
+		{"our tag of another scheme", whole(repo + ":main-c0ffee0-1746601916-hugo0.145.0"), "v3", ""},
+		{"placeholder", whole(repo + ":latest"), ours, ""},
+		{"split markers", split(repo, "main-c0ffee0-1746601916-hugo0.145.0"), ours, repo + ":main-c0ffee0-1746601916-hugo0.145.0"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			fsys := memfs.New()
+			doc := "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: notes\nspec:\n  template:\n    spec:\n      containers:\n        - name: web\n          " + c.deployed + "\n"
+			if err := util.WriteFile(fsys, "deployment.yaml", []byte(doc), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			got, err := newerRelease(fsys, manifests.Policy{Namespace: "flux-system", Name: "notes", Image: repo, Tag: c.ours})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != c.want {
+				t.Errorf("newerRelease = %q, want %q", got, c.want)
+			}
+		})
+	}
+}
+
+// TestDeployedReleaseDecisions covers the decisions taken before any image
+// is read; TestNoOpKeysOnTheWholeImage covers the rest on real layouts.
+func TestDeployedReleaseDecisions(t *testing.T) {
+	repo, err := registry.ParseRepository("ghcr.io/acme/notes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clean := &plannedBuild{src: &render.Source{Commit: "b9060af2d8b1c6e5f7a3940e1d2c3b4a5f6e7d8c"}, tag: tagA, repo: repo}
+	dirty := &plannedBuild{src: &render.Source{Commit: clean.src.Commit, Dirty: true}, tag: tagA + "-dirty", repo: repo}
+	image := func(v string) manifests.Found { return manifests.Found{Field: manifests.FieldImage, Value: v} }
+	for _, c := range []struct {
+		name   string
+		p      *plannedBuild
+		found  []manifests.Found
+		reason string
+	}{
+		{"dirty", dirty, []manifests.Found{image("ghcr.io/acme/notes:" + tagA + "-dirty")}, "dirty work tree is always made again"},
+		{"another release deployed", clean, []manifests.Found{image("ghcr.io/acme/notes:main-0123abc-1600000000-hugo0.145.0")}, "deploys ghcr.io/acme/notes:main-0123abc-1600000000-hugo0.145.0, not " + tagA},
+		{"placeholder", clean, []manifests.Found{image("ghcr.io/acme/notes:latest")}, "not " + tagA},
+		{"split markers of another release", clean, []manifests.Found{
+			{Field: manifests.FieldName, Value: "ghcr.io/acme/notes"}, {Field: manifests.FieldTag, Value: "v1"},
+		}, "deploys ghcr.io/acme/notes:v1, not"},
+		{"nothing readable", clean, nil, "deploys none, not"},
+	} {
+		ref, reason, ok := deployedRelease(context.Background(), ReleaseOptions{}, c.p, c.found)
+		if ok || ref != "" || !strings.Contains(reason, c.reason) {
+			t.Errorf("%s: deployedRelease = %q, %q, %v; want not deployed, because %q", c.name, ref, reason, ok, c.reason)
 		}
 	}
 }

@@ -26,9 +26,9 @@ const DefaultMessageTemplate = `Deploy {{.Repository}}:{{.Tag}}
 Update {{.Policy}} to {{.Image}}
 {{- if .Rollback}} (rollback){{end}}
 
-Source-Commit: {{.Commit}}
-Image: {{.Image}}
-`
+{{if .Commit}}Source-Commit: {{.Commit}}
+{{end}}{{range .Images}}Image: {{.}}
+{{end}}`
 
 // ReleaseOptions are the inputs of a whole release.
 type ReleaseOptions struct {
@@ -73,7 +73,10 @@ const (
 
 // MessageData is what a commit message template sees.
 type MessageData struct {
-	Image       string // repository:tag@digest
+	Image string // repository:tag@digest
+	// Images are all images the commit deploys: Image, and for an update
+	// of several policies, theirs.
+	Images      []string
 	Repository  string
 	Tag         string
 	Digest      string
@@ -234,7 +237,7 @@ func Release(ctx context.Context, opts ReleaseOptions, sink Sink) (*ReleaseResul
 
 	policy := manifests.Policy{Namespace: ns, Name: pname, Image: build.Repository, Tag: build.Tag, Digest: build.Digest}
 	data := MessageData{
-		Image: build.Image, Repository: build.Repository, Tag: build.Tag, Digest: build.Digest,
+		Image: build.Image, Images: []string{build.Image}, Repository: build.Repository, Tag: build.Tag, Digest: build.Digest,
 		Commit: build.Commit, ShortCommit: shortCommit(build.Commit), Branch: build.Branch, Policy: opts.Policy,
 	}
 	if err := r.stage(StageUpdate, func() (string, error) {
@@ -411,6 +414,11 @@ func newerRelease(fsys billy.Filesystem, policy manifests.Policy) (string, error
 			continue
 		}
 		if _, _, ts, _, ok := registry.ParseTag(tag); ok && ts > ours {
+			// The whole reference, also when the markers split it into
+			// name, tag and digest.
+			if ref := (manifests.Deployed{Found: found}).Ref(); ref != "" {
+				return ref, nil
+			}
 			return f.Value, nil
 		}
 	}

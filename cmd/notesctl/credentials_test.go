@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -14,6 +15,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/notesctl/notesctl/internal/gitserver"
 	"github.com/notesctl/notesctl/internal/regserver"
 	"github.com/notesctl/notesctl/internal/testimage"
 )
@@ -119,5 +121,50 @@ func TestExplicitCredentialsOnlyForImageRegistry(t *testing.T) {
 				t.Errorf("the --image registry was offered %v; want only the explicit %s", seen, pushUser)
 			}
 		})
+	}
+}
+
+// TestStatusAndRollbackUseExplicitCredentials: status and rollback offer
+// the explicit credentials to the registry of the image the GitOps
+// repository deploys, and read its labels and tags with them.
+func TestStatusAndRollbackUseExplicitCredentials(t *testing.T) {
+	const user, pass = "reader", "read-Pa55-explicit"
+	var log authLog
+	reg := regserver.InProcess(t, regserver.InProcessOptions{Wrap: recordAuth(&log, user, pass)})
+	site := newSite(t)
+	gitops := filepath.Join(t.TempDir(), "gitops")
+	creds := []string{"NOTESCTL_REGISTRY_USERNAME=" + user, "NOTESCTL_REGISTRY_PASSWORD=" + pass}
+	image := reg.Host + "/acme/notes"
+	mustSucceed(t, notesctl(t, site, creds, "", "release", "--image", image, "--base", "scratch", "--gitops", gitops))
+	older := gitserver.Git(t, site, "rev-parse", "HEAD")
+	siteCommits(t, site, 1, 1)
+	mustSucceed(t, notesctl(t, site, creds, "", "release", "--image", image, "--base", "scratch", "--gitops", gitops))
+
+	r := notesctl(t, site, creds, "", "status", "--gitops", gitops, "--output", "json")
+	mustSucceed(t, r)
+	var st struct {
+		Image    struct{ SiteCommit string }
+		Problems []string
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Image.SiteCommit == "" || len(st.Problems) > 0 {
+		t.Errorf("status did not read the image's labels with the explicit credentials: %+v", st)
+	}
+
+	// Without them the registry refuses, and status says so.
+	r = notesctl(t, site, nil, "", "status", "--gitops", gitops, "--output", "json")
+	mustSucceed(t, r)
+	if !strings.Contains(r.stdout, "problems") {
+		t.Errorf("status without credentials reported no problem:\n%s", r.stdout)
+	}
+
+	// rollback finds the older release's site commit in the image labels
+	// (the GitOps history has it too; the label read needs the credentials).
+	r = notesctl(t, site, creds, "", "rollback", "--gitops", gitops, "--to", older[:7])
+	mustSucceed(t, r)
+	if msg := gitserver.Git(t, gitops, "log", "-1", "--format=%B"); !strings.Contains(msg, "Source-Commit: "+older) {
+		t.Errorf("rollback commit does not name the site commit %s read from the labels:\n%s", older, msg)
 	}
 }

@@ -156,6 +156,8 @@ func (a *app) printRelease(res *pipeline.ReleaseResult) error {
 	}
 	g := res.GitOps
 	switch {
+	case g.Superseded != "":
+		fmt.Fprintf(a.stdout, "gitops: superseded: %s already deploys %s, a newer release (by commit time); not overwriting it\n", g.Repository, g.Superseded)
 	case res.DryRun && len(g.Changes) > 0:
 		fmt.Fprintf(a.stdout, "would commit to %s (%s):\n%s", g.Repository, g.Branch, g.Diff)
 	case g.Changed:
