@@ -127,6 +127,9 @@ func Release(ctx context.Context, opts ReleaseOptions, sink Sink) (*ReleaseResul
 	if opts.GitOps.URL == "" {
 		return nil, fmt.Errorf("no GitOps repository: pass --gitops URL|PATH")
 	}
+	// A dry run writes nothing, not even the repair of a commit an earlier
+	// run was killed in.
+	opts.GitOps.ReadOnly = opts.GitOps.ReadOnly || opts.DryRun
 	if err := checkMessageTemplate(opts.MessageTemplate); err != nil {
 		return nil, err
 	}
