@@ -32,6 +32,24 @@ func IsLocalPath(loc string) bool {
 	return true
 }
 
+// missingLocal names a GitOps location that is a path with no repository
+// yet (missing, or an empty folder): without ReleaseOptions.Scaffold that is
+// an error, since a mistyped path must not become a new repository.
+func missingLocal(loc string) error {
+	if !IsLocalPath(loc) {
+		return nil
+	}
+	dir := strings.TrimPrefix(loc, "file://")
+	entries, err := os.ReadDir(dir)
+	switch {
+	case os.IsNotExist(err):
+		return fmt.Errorf("GitOps repository %s does not exist; check the path, or pass --init to create it (scaffolded as by manifests init)", dir)
+	case err == nil && len(entries) == 0:
+		return fmt.Errorf("GitOps repository %s is an empty folder; pass --init to scaffold it (as by manifests init)", dir)
+	}
+	return nil
+}
+
 // scaffoldLocal creates a local GitOps repository with the scaffolded
 // manifests when loc is a path that does not exist yet, or an empty folder.
 // A dry run scaffolds into a temporary folder and returns its path instead,

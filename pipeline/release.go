@@ -43,7 +43,8 @@ type ReleaseOptions struct {
 	// result holds what would be pushed and the GitOps diff.
 	DryRun bool
 	// Scaffold, when set, creates a local GitOps repository with
-	// manifests.Scaffold if GitOps.URL names a path that does not exist.
+	// manifests.Scaffold if GitOps.URL names a path that does not exist (or
+	// an empty folder). Without it, such a path is an error.
 	Scaffold *manifests.ScaffoldOptions
 	// FluxWebhook is a Flux Receiver URL to call after the commit, signed
 	// with FluxWebhookToken (HMAC-SHA256, generic-hmac receivers).
@@ -132,6 +133,11 @@ func Release(ctx context.Context, opts ReleaseOptions, sink Sink) (*ReleaseResul
 	opts.GitOps.ReadOnly = opts.GitOps.ReadOnly || opts.DryRun
 	if err := checkMessageTemplate(opts.MessageTemplate); err != nil {
 		return nil, err
+	}
+	if opts.Scaffold == nil {
+		if err := missingLocal(opts.GitOps.URL); err != nil {
+			return nil, err
+		}
 	}
 
 	p, err := plan(r, opts.Build)
