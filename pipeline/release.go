@@ -39,6 +39,10 @@ type ReleaseOptions struct {
 	Policy string
 	// MessageTemplate is a text/template over MessageData; empty = default.
 	MessageTemplate string
+	// SkipUnparseable updates the other files when files with setter
+	// marker text cannot be parsed; without it they fail the release
+	// before anything is built.
+	SkipUnparseable bool
 	// DryRun renders and builds but publishes and commits nothing: the
 	// result holds what would be pushed and the GitOps diff.
 	DryRun bool
@@ -165,7 +169,7 @@ func Release(ctx context.Context, opts ReleaseOptions, sink Sink) (*ReleaseResul
 	var ws *gitops.Workspace
 	if err := r.stage(StageUpdate, func() (string, error) {
 		var err error
-		ws, deployed, err = preflightGitOps(ctx, opts.GitOps, manifests.Policy{Namespace: ns, Name: pname, Image: p.repo.Name(), Tag: p.tag})
+		ws, deployed, err = preflightGitOps(ctx, opts.GitOps, manifests.Policy{Namespace: ns, Name: pname, Image: p.repo.Name(), Tag: p.tag}, opts.SkipUnparseable)
 		if err != nil {
 			return "", err
 		}
@@ -332,7 +336,7 @@ func updateGitOps(ctx context.Context, r *runner, ws *gitops.Workspace, opts Rel
 			out.Changes = nil
 			return "", false, nil
 		}
-		result, err := manifests.Update(fsys, "", []manifests.Policy{policy}, manifests.UpdateOptions{DryRun: opts.DryRun})
+		result, err := manifests.Update(fsys, "", []manifests.Policy{policy}, manifests.UpdateOptions{DryRun: opts.DryRun, SkipUnparseable: opts.SkipUnparseable})
 		if err != nil {
 			return "", false, err
 		}
@@ -410,8 +414,9 @@ func tagOf(f manifests.Found) string {
 
 // preflightGitOps checks out the GitOps branch tip (kept for the commit)
 // and reads what the policy's markers hold there. No marker is an error that names the files that did not
-// parse, if any.
-func preflightGitOps(ctx context.Context, o gitops.Options, policy manifests.Policy) (*gitops.Workspace, []manifests.Found, error) {
+// parse, if any; so are files with marker text that do not parse, unless
+// skipUnparseable.
+func preflightGitOps(ctx context.Context, o gitops.Options, policy manifests.Policy, skipUnparseable bool) (*gitops.Workspace, []manifests.Found, error) {
 	ws, err := gitops.Open(ctx, o)
 	if err != nil {
 		return nil, nil, err
@@ -420,6 +425,15 @@ func preflightGitOps(ctx context.Context, o gitops.Options, policy manifests.Pol
 	found, err := manifests.Current(fsys, "", policy.ID())
 	if err != nil {
 		return nil, nil, err
+	}
+	if len(found) > 0 && !skipUnparseable {
+		bad, err := manifests.Unparseable(fsys, "")
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(bad) > 0 {
+			return nil, nil, fmt.Errorf("GitOps repository %s (branch %s at %s): %w", manifests.RedactURL(o.URL), gitopsBranch(o), shortCommit(head.Hash), &manifests.UnparseableError{Files: bad})
+		}
 	}
 	if len(found) > 0 {
 		return ws, found, nil

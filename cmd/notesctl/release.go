@@ -103,7 +103,7 @@ repository) unless --init says to create it the same way.`,
 				return err
 			}
 			opts := pipeline.ReleaseOptions{
-				Build: bopts, GitOps: gopts, Policy: gf.policy, MessageTemplate: gf.message,
+				Build: bopts, GitOps: gopts, Policy: gf.policy, MessageTemplate: gf.message, SkipUnparseable: gf.skipUnparseable,
 				DryRun: dryRun, FluxWebhook: webhook, FluxWebhookToken: a.getenv("NOTESCTL_FLUX_WEBHOOK_TOKEN"),
 			}
 			a.addSecret(opts.FluxWebhookToken)
@@ -132,6 +132,7 @@ repository) unless --init says to create it the same way.`,
 	}
 	bf.register(cmd)
 	gf.register(cmd)
+	gf.registerUpdate(cmd)
 	sf.register(cmd, "scaffold-")
 	cf.register(cmd)
 	f := cmd.Flags()

@@ -48,12 +48,13 @@ repository, commits and pushes (retrying on a moved branch, never forcing).`,
 				return err
 			}
 			if dir != "" {
-				return a.updateDir(dir, policies, dryRun)
+				return a.updateDir(dir, policies, manifests.UpdateOptions{DryRun: dryRun, SkipUnparseable: gf.skipUnparseable})
 			}
 			return a.updateRepo(cmd.Context(), gf, policies, dryRun)
 		},
 	}
 	gf.register(cmd)
+	gf.registerUpdate(cmd)
 	cmd.Flags().StringVar(&dir, "dir", "", "GitOps directory to edit in place (no commit)")
 	cmd.Flags().StringArrayVar(&sets, "set", nil, "policy=image: NS:NAME=IMAGE:TAG[@DIGEST] (repeatable)")
 	cmd.Flags().StringVar(&image, "image", "", "IMAGE:TAG[@DIGEST] for the policy named by --policy")
@@ -114,13 +115,13 @@ func policyFromRef(id, ref string) (manifests.Policy, error) {
 	return p, nil
 }
 
-func (a *app) updateDir(dir string, policies []manifests.Policy, dryRun bool) error {
+func (a *app) updateDir(dir string, policies []manifests.Policy, uo manifests.UpdateOptions) error {
 	fsys := osfs.New(dir)
-	res, err := manifests.Update(fsys, "", policies, manifests.UpdateOptions{DryRun: dryRun})
+	res, err := manifests.Update(fsys, "", policies, uo)
 	if err != nil {
 		return fmt.Errorf("%s: %w", dir, err)
 	}
-	return a.printUpdate(res, dryRun, "")
+	return a.printUpdate(res, uo.DryRun, "")
 }
 
 func (a *app) updateRepo(ctx context.Context, gf gitopsFlags, policies []manifests.Policy, dryRun bool) error {
@@ -134,14 +135,14 @@ func (a *app) updateRepo(ctx context.Context, gf gitopsFlags, policies []manifes
 		if err != nil {
 			return err
 		}
-		res, err = manifests.Update(fsys, "", policies, manifests.UpdateOptions{DryRun: true})
+		res, err = manifests.Update(fsys, "", policies, manifests.UpdateOptions{DryRun: true, SkipUnparseable: gf.skipUnparseable})
 		if err != nil {
 			return err
 		}
 		return a.printUpdate(res, true, "")
 	}
 	cr, err := gitops.Commit(ctx, opts, func(fsys billy.Filesystem, head gitops.CommitInfo) (string, bool, error) {
-		r, err := manifests.Update(fsys, "", policies, manifests.UpdateOptions{})
+		r, err := manifests.Update(fsys, "", policies, manifests.UpdateOptions{SkipUnparseable: gf.skipUnparseable})
 		if err != nil {
 			return "", false, err
 		}
