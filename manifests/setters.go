@@ -968,6 +968,11 @@ func (x *lineIndex) position(data []byte, off int) (line, col int) {
 type UpdateOptions struct {
 	// DryRun computes the changes (and the diff) without writing files.
 	DryRun bool
+	// SkipUnparseable updates the other files when some files with marker
+	// text do not parse or are templates, listing them in Result.Skipped;
+	// without it they are an *UnparseableError (a marker in them would
+	// silently keep its old image).
+	SkipUnparseable bool
 }
 
 // SkippedFile is a candidate file (it contains the marker text) that was left
@@ -1171,6 +1176,9 @@ func Update(fsys billy.Filesystem, root string, policies []Policy, opts UpdateOp
 	if len(missing) > 0 {
 		sort.Strings(missing)
 		return nil, &NoMarkerError{Policies: missing, Root: root, FilesScanned: res.FilesScanned, Skipped: res.Skipped}
+	}
+	if len(res.Skipped) > 0 && !opts.SkipUnparseable {
+		return nil, &UnparseableError{Files: res.Skipped}
 	}
 	if opts.DryRun {
 		return res, nil

@@ -31,7 +31,8 @@ var notesPolicy = Policy{
 }
 
 type goldenCase struct {
-	Policies []Policy `json:"policies"`
+	Policies        []Policy `json:"policies"`
+	SkipUnparseable bool     `json:"skipUnparseable"`
 }
 
 // TestUpdateGolden runs Update over each testdata/update/<case>/input tree
@@ -60,7 +61,7 @@ func TestUpdateGolden(t *testing.T) {
 			writeFile(t, gitFile, gitData)
 
 			fsys := osfs.New(dir)
-			res, uerr := Update(fsys, ".", gc.Policies, UpdateOptions{})
+			res, uerr := Update(fsys, ".", gc.Policies, UpdateOptions{SkipUnparseable: gc.SkipUnparseable})
 			report := formatReport(res, uerr)
 
 			if got := readFileT(t, gitFile); !bytes.Equal(got, gitData) {
@@ -97,7 +98,7 @@ func TestUpdateGolden(t *testing.T) {
 			}
 
 			// Idempotent: a second run changes nothing.
-			res2, err := Update(fsys, ".", gc.Policies, UpdateOptions{})
+			res2, err := Update(fsys, ".", gc.Policies, UpdateOptions{SkipUnparseable: gc.SkipUnparseable})
 			if err != nil {
 				t.Fatalf("second run: %v", err)
 			}
@@ -113,7 +114,7 @@ func TestUpdateGolden(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			dry, err := Update(mem, "", gc.Policies, UpdateOptions{DryRun: true})
+			dry, err := Update(mem, "", gc.Policies, UpdateOptions{DryRun: true, SkipUnparseable: gc.SkipUnparseable})
 			if err != nil {
 				t.Fatalf("dry run: %v", err)
 			}

@@ -32,6 +32,24 @@ func IsLocalPath(loc string) bool {
 	return true
 }
 
+// missingLocal names a GitOps location that is a path with no repository
+// yet (missing, or an empty folder): without ReleaseOptions.Scaffold that is
+// an error, since a mistyped path must not become a new repository.
+func missingLocal(loc string) error {
+	if !IsLocalPath(loc) {
+		return nil
+	}
+	dir := strings.TrimPrefix(loc, "file://")
+	entries, err := os.ReadDir(dir)
+	switch {
+	case os.IsNotExist(err):
+		return fmt.Errorf("GitOps repository %s does not exist; check the path, or pass --init to create it (scaffolded as by manifests init)", dir)
+	case err == nil && len(entries) == 0:
+		return fmt.Errorf("GitOps repository %s is an empty folder; pass --init to scaffold it (as by manifests init)", dir)
+	}
+	return nil
+}
+
 // scaffoldLocal creates a local GitOps repository with the scaffolded
 // manifests when loc is a path that does not exist yet, or an empty folder.
 // A dry run scaffolds into a temporary folder and returns its path instead,
@@ -180,7 +198,11 @@ func ExcludeStateDir(siteDir string) error {
 	}
 	pattern := "/" + filepath.ToSlash(filepath.Join(rel, render.StateDir)) + "/"
 	pattern = strings.Replace(pattern, "/./", "/", 1)
-	excludeFile := filepath.Join(wt.Filesystem.Root(), ".git", "info", "exclude")
+	gitDir, err := commonGitDir(wt.Filesystem.Root())
+	if err != nil {
+		return fmt.Errorf("site directory %s: %w", siteDir, err)
+	}
+	excludeFile := filepath.Join(gitDir, "info", "exclude")
 	data, err := os.ReadFile(excludeFile)
 	if err != nil && !os.IsNotExist(err) {
 		return err
@@ -198,6 +220,45 @@ func ExcludeStateDir(siteDir string) error {
 	}
 	data = append(data, []byte("# notesctl release --local state (OCI layout, GitOps repository)\n"+pattern+"\n")...)
 	return os.WriteFile(excludeFile, data, 0o644)
+}
+
+// commonGitDir is the git directory that holds the info/exclude git reads
+// for the work tree at root (`git rev-parse --git-path info/exclude`):
+// .git itself, or where a .git file points (a submodule's or a linked
+// worktree's git directory), and for a linked worktree the common
+// directory its commondir file names, which info/ belongs to.
+func commonGitDir(root string) (string, error) {
+	dotGit := filepath.Join(root, ".git")
+	fi, err := os.Stat(dotGit)
+	if err != nil {
+		return "", err
+	}
+	gitDir := dotGit
+	if !fi.IsDir() {
+		b, err := os.ReadFile(dotGit)
+		if err != nil {
+			return "", err
+		}
+		dir, ok := strings.CutPrefix(strings.TrimSpace(string(b)), "gitdir:")
+		if !ok {
+			return "", fmt.Errorf("%s is neither a folder nor a gitdir file", dotGit)
+		}
+		gitDir = resolveFrom(root, strings.TrimSpace(dir))
+	}
+	if b, err := os.ReadFile(filepath.Join(gitDir, "commondir")); err == nil {
+		gitDir = resolveFrom(gitDir, strings.TrimSpace(string(b)))
+	} else if !os.IsNotExist(err) {
+		return "", err
+	}
+	return gitDir, nil
+}
+
+// resolveFrom reads p relative to base unless it is absolute.
+func resolveFrom(base, p string) string {
+	if filepath.IsAbs(p) {
+		return filepath.Clean(p)
+	}
+	return filepath.Join(base, p)
 }
 
 // tempDir is a temporary OCI layout for dry runs.

@@ -39,11 +39,16 @@ type ReleaseOptions struct {
 	Policy string
 	// MessageTemplate is a text/template over MessageData; empty = default.
 	MessageTemplate string
+	// SkipUnparseable updates the other files when files with setter
+	// marker text cannot be parsed; without it they fail the release
+	// before anything is built.
+	SkipUnparseable bool
 	// DryRun renders and builds but publishes and commits nothing: the
 	// result holds what would be pushed and the GitOps diff.
 	DryRun bool
 	// Scaffold, when set, creates a local GitOps repository with
-	// manifests.Scaffold if GitOps.URL names a path that does not exist.
+	// manifests.Scaffold if GitOps.URL names a path that does not exist (or
+	// an empty folder). Without it, such a path is an error.
 	Scaffold *manifests.ScaffoldOptions
 	// FluxWebhook is a Flux Receiver URL to call after the commit, signed
 	// with FluxWebhookToken (HMAC-SHA256, generic-hmac receivers).
@@ -150,8 +155,16 @@ func Release(ctx context.Context, opts ReleaseOptions, sink Sink) (*ReleaseResul
 	if opts.GitOps.URL == "" {
 		return nil, fmt.Errorf("no GitOps repository: pass --gitops URL|PATH")
 	}
+	// A dry run writes nothing, not even the repair of a commit an earlier
+	// run was killed in.
+	opts.GitOps.ReadOnly = opts.GitOps.ReadOnly || opts.DryRun
 	if err := checkMessageTemplate(opts.MessageTemplate); err != nil {
 		return nil, err
+	}
+	if opts.Scaffold == nil {
+		if err := missingLocal(opts.GitOps.URL); err != nil {
+			return nil, err
+		}
 	}
 
 	p, err := plan(r, opts.Build)
@@ -179,7 +192,7 @@ func Release(ctx context.Context, opts ReleaseOptions, sink Sink) (*ReleaseResul
 	var ws *gitops.Workspace
 	if err := r.stage(StageUpdate, func() (string, error) {
 		var err error
-		ws, deployed, err = preflightGitOps(ctx, opts.GitOps, manifests.Policy{Namespace: ns, Name: pname, Image: p.repo.Repository, Tag: p.tag})
+		ws, deployed, err = preflightGitOps(ctx, opts.GitOps, manifests.Policy{Namespace: ns, Name: pname, Image: p.repo.Repository, Tag: p.tag}, opts.SkipUnparseable)
 		if err != nil {
 			return "", err
 		}
@@ -361,7 +374,7 @@ func updateGitOps(ctx context.Context, r *runner, ws *gitops.Workspace, opts Rel
 			out.Changes = nil
 			return "", false, nil
 		}
-		result, err := manifests.Update(fsys, "", []manifests.Policy{policy}, manifests.UpdateOptions{DryRun: opts.DryRun})
+		result, err := manifests.Update(fsys, "", []manifests.Policy{policy}, manifests.UpdateOptions{DryRun: opts.DryRun, SkipUnparseable: opts.SkipUnparseable})
 		if err != nil {
 			return "", false, err
 		}
@@ -451,8 +464,9 @@ func parseRef(s string) registry.Ref {
 
 // preflightGitOps checks out the GitOps branch tip (kept for the commit)
 // and reads what the policy's markers hold there. No marker is an error that names the files that did not
-// parse, if any.
-func preflightGitOps(ctx context.Context, o gitops.Options, policy manifests.Policy) (*gitops.Workspace, []manifests.Found, error) {
+// parse, if any; so are files with marker text that do not parse, unless
+// skipUnparseable.
+func preflightGitOps(ctx context.Context, o gitops.Options, policy manifests.Policy, skipUnparseable bool) (*gitops.Workspace, []manifests.Found, error) {
 	ws, err := gitops.Open(ctx, o)
 	if err != nil {
 		return nil, nil, err
@@ -461,6 +475,15 @@ func preflightGitOps(ctx context.Context, o gitops.Options, policy manifests.Pol
 	found, err := manifests.Current(fsys, "", policy.ID())
 	if err != nil {
 		return nil, nil, err
+	}
+	if len(found) > 0 && !skipUnparseable {
+		bad, err := manifests.Unparseable(fsys, "")
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(bad) > 0 {
+			return nil, nil, fmt.Errorf("GitOps repository %s (branch %s at %s): %w", manifests.RedactURL(o.URL), gitopsBranch(o), shortCommit(head.Hash), &manifests.UnparseableError{Files: bad})
+		}
 	}
 	if len(found) > 0 {
 		return ws, found, nil

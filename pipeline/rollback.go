@@ -31,6 +31,8 @@ type RollbackOptions struct {
 	// deploys.
 	Credentials registry.KeychainOptions
 	Wait        *rollout.Options
+	// SkipUnparseable: see ReleaseOptions.
+	SkipUnparseable bool
 }
 
 // RollbackResult is the rollback commit.
@@ -147,7 +149,7 @@ func Rollback(ctx context.Context, opts RollbackOptions, sink Sink) (*RollbackRe
 	source := siteCommitOf(ctx, opts, target)
 	err = r.stage(StageUpdate, func() (string, error) {
 		cr, err := gitops.Commit(ctx, opts.GitOps, func(fsys billy.Filesystem, head gitops.CommitInfo) (string, bool, error) {
-			result, err := manifests.Update(fsys, "", []manifests.Policy{policy}, manifests.UpdateOptions{})
+			result, err := manifests.Update(fsys, "", []manifests.Policy{policy}, manifests.UpdateOptions{SkipUnparseable: opts.SkipUnparseable})
 			if err != nil {
 				return "", false, err
 			}

@@ -20,6 +20,9 @@ import (
 // in a GitOps repository, through the same engine, commit rules and
 // message template as a release.
 type UpdateOptions struct {
+	// SkipUnparseable updates the other files when a file with marker text
+	// does not parse, instead of failing (see ReleaseOptions).
+	SkipUnparseable bool
 	// Dir is a GitOps tree edited in place, with no commit. Exactly one of
 	// Dir and GitOps.URL is set.
 	Dir    string
@@ -77,7 +80,7 @@ func Update(ctx context.Context, opts UpdateOptions, sink Sink) (*UpdateResult, 
 	}
 	res := &UpdateResult{DryRun: opts.DryRun}
 	apply := func(fsys billy.Filesystem, dryRun bool) (*manifests.Result, error) {
-		mr, err := manifests.Update(fsys, "", opts.Policies, manifests.UpdateOptions{DryRun: dryRun})
+		mr, err := manifests.Update(fsys, "", opts.Policies, manifests.UpdateOptions{DryRun: dryRun, SkipUnparseable: opts.SkipUnparseable})
 		if err != nil {
 			return nil, err
 		}

@@ -65,6 +65,7 @@ func TestActionsStep(t *testing.T) {
 		"gitops-token": gitToken, "tags": reg.Host + "/acme/notes:latest\nstable",
 	}
 	env, outFile, summaryFile := actionsEnv(t, false, true, inputs)
+	env = append(env, "NOTESCTL_INIT=true") // the GitOps path is new
 	r := notesctl(t, site, env, "", "release")
 	mustSucceed(t, r)
 
@@ -158,6 +159,7 @@ func TestActionsRenderErrorAnnotations(t *testing.T) {
 				"site": site, "images": "registry.invalid/acme/notes", "base": "scratch",
 				"gitops-repo": filepath.Join(t.TempDir(), "gitops"),
 			})
+			env = append(env, "NOTESCTL_INIT=true")
 			r := notesctl(t, site, env, "", "release")
 			if r.code != 1 {
 				t.Fatalf("exit %d, want 1", r.code)

@@ -62,7 +62,7 @@ func TestInterruptLeavesNothingHalfDone(t *testing.T) {
 
 	gitops := filepath.Join(t.TempDir(), "gitops")
 	site := newSite(t)
-	args := []string{"release", "--image", proxyHost + "/acme/notes", "--base", "scratch", "--gitops", gitops}
+	args := []string{"release", "--image", proxyHost + "/acme/notes", "--base", "scratch", "--gitops", gitops, "--init"}
 	cmd := exec.Command(notesctlBin, args...)
 	cmd.Dir = site
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}

@@ -24,6 +24,7 @@ type gitopsFlags struct {
 	message         string
 	policy          string
 	maxPushAttempts int
+	skipUnparseable bool
 }
 
 func (g *gitopsFlags) register(cmd *cobra.Command) {
@@ -39,6 +40,11 @@ func (g *gitopsFlags) register(cmd *cobra.Command) {
 	f.StringVar(&g.message, "message", "", "Go template for the commit message over .Image .Repository .Tag .Digest .Commit .ShortCommit .Branch .Policy .Changes")
 	f.StringVar(&g.policy, "policy", "flux-system:notes", "Flux ImagePolicy the setter markers name, NAMESPACE:NAME")
 	f.IntVar(&g.maxPushAttempts, "max-push-attempts", 5, "how often to re-apply and push when the GitOps branch moved meanwhile")
+}
+
+// registerUpdate registers the flags of the commands that update markers.
+func (g *gitopsFlags) registerUpdate(cmd *cobra.Command) {
+	cmd.Flags().BoolVar(&g.skipUnparseable, "skip-unparseable", false, "update the other files when files with setter marker text do not parse as YAML or are templates (default: an error naming them)")
 }
 
 func (g *gitopsFlags) options(a *app) (gitops.Options, error) {

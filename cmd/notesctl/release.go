@@ -23,7 +23,7 @@ func (a *app) releaseCommand() *cobra.Command {
 	var gf gitopsFlags
 	var sf scaffoldFlags
 	var cf clusterFlags
-	var local, dryRun, wait bool
+	var local, initRepo, dryRun, wait bool
 	var webhook string
 	cmd := &cobra.Command{
 		Use:   "release --image REPO --gitops URL|PATH",
@@ -38,7 +38,9 @@ never overwrites a newer release (by commit time) that won a race.
 
 --local runs it offline, with no registry and no services: the image goes into
 an OCI layout (` + localLayout + `) and the update into a local GitOps
-repository (` + localGitOps + `), scaffolded with "manifests init" on first use.`,
+repository (` + localGitOps + `), scaffolded with "manifests init" on first use.
+A --gitops path that does not exist is an error (a typo must not become a new
+repository) unless --init says to create it the same way.`,
 		Example: `  # offline, on a laptop, in the site repository
   notesctl release --local
 
@@ -48,7 +50,10 @@ repository (` + localGitOps + `), scaffolded with "manifests init" on first use.
       --flux-webhook https://flux.example.org/hook/abc
 
   # what would happen, with no side effects
-  notesctl release --image ghcr.io/acme/notes --gitops ../gitops --dry-run`,
+  notesctl release --image ghcr.io/acme/notes --gitops ../gitops --dry-run
+
+  # first release into a new local GitOps repository, scaffolded on the way
+  notesctl release --image ghcr.io/acme/notes --gitops ../gitops --init`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			inputs := map[string]string{}
@@ -98,7 +103,7 @@ repository (` + localGitOps + `), scaffolded with "manifests init" on first use.
 				return err
 			}
 			opts := pipeline.ReleaseOptions{
-				Build: bopts, GitOps: gopts, Policy: gf.policy, MessageTemplate: gf.message,
+				Build: bopts, GitOps: gopts, Policy: gf.policy, MessageTemplate: gf.message, SkipUnparseable: gf.skipUnparseable,
 				DryRun: dryRun, FluxWebhook: webhook, FluxWebhookToken: a.getenv("NOTESCTL_FLUX_WEBHOOK_TOKEN"),
 			}
 			a.addSecret(opts.FluxWebhookToken)
@@ -106,7 +111,10 @@ repository (` + localGitOps + `), scaffolded with "manifests init" on first use.
 				w := cf.options(a)
 				opts.Wait = &w
 			}
-			if local || pipeline.IsLocalPath(gf.url) {
+			if initRepo && !pipeline.IsLocalPath(gf.url) {
+				return fmt.Errorf("--init creates a GitOps repository at a local path; %s is not one", a.redact(gf.url))
+			}
+			if local || initRepo {
 				so := sf.options(bf.image, gf.policy)
 				opts.Scaffold = &so
 			}
@@ -126,10 +134,12 @@ repository (` + localGitOps + `), scaffolded with "manifests init" on first use.
 	}
 	bf.register(cmd)
 	gf.register(cmd)
+	gf.registerUpdate(cmd)
 	sf.register(cmd, "scaffold-")
 	cf.register(cmd)
 	f := cmd.Flags()
 	f.BoolVar(&local, "local", false, "offline: OCI layout + local GitOps repository under .notesctl/, scratch base, no network")
+	f.BoolVar(&initRepo, "init", false, "create the GitOps repository at the --gitops path if it does not exist (or is an empty folder), scaffolded as by manifests init (--local does this itself)")
 	f.BoolVar(&dryRun, "dry-run", false, "build, then print what would be pushed and the GitOps diff; publish and commit nothing")
 	f.BoolVar(&wait, "wait", false, "after the commit, ask Flux to reconcile now and wait until the Deployment runs the new image")
 	f.StringVar(&webhook, "flux-webhook", "", "Flux Receiver URL to call after the commit (token in NOTESCTL_FLUX_WEBHOOK_TOKEN)")

@@ -44,7 +44,7 @@ forward to the newest tag again: suspend it first
 			if gf.url == "" {
 				return fmt.Errorf("rollback needs --gitops URL|PATH (or --local)")
 			}
-			opts := pipeline.RollbackOptions{Policy: gf.policy, To: to, Repository: repository}
+			opts := pipeline.RollbackOptions{Policy: gf.policy, To: to, Repository: repository, SkipUnparseable: gf.skipUnparseable}
 			var err error
 			if opts.GitOps, err = gf.options(a); err != nil {
 				return err
@@ -75,6 +75,7 @@ forward to the newest tag again: suspend it first
 		},
 	}
 	gf.register(cmd)
+	gf.registerUpdate(cmd)
 	cf.register(cmd)
 	f := cmd.Flags()
 	f.StringVar(&to, "to", "", "the release to roll back to: a tag, a digest (sha256:…) or a site commit (7+ hex digits)")

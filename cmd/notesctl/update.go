@@ -44,7 +44,7 @@ filled from the first policy).`,
 			if err != nil {
 				return err
 			}
-			opts := pipeline.UpdateOptions{Dir: dir, Policies: policies, MessageTemplate: gf.message, DryRun: dryRun}
+			opts := pipeline.UpdateOptions{Dir: dir, Policies: policies, MessageTemplate: gf.message, DryRun: dryRun, SkipUnparseable: gf.skipUnparseable}
 			if gf.url != "" {
 				if opts.GitOps, err = gf.options(a); err != nil {
 					return err
@@ -58,6 +58,7 @@ filled from the first policy).`,
 		},
 	}
 	gf.register(cmd)
+	gf.registerUpdate(cmd)
 	cmd.Flags().StringVar(&dir, "dir", "", "GitOps directory to edit in place (no commit)")
 	cmd.Flags().StringArrayVar(&sets, "set", nil, "policy=image: NS:NAME=IMAGE:TAG[@DIGEST] (repeatable)")
 	cmd.Flags().StringVar(&image, "image", "", "IMAGE:TAG[@DIGEST] for the policy named by --policy")

@@ -44,6 +44,8 @@ var (
 	// ErrBranchNotFound: the branch is missing from a repository that has
 	// other branches (an empty repository gets the branch created instead).
 	ErrBranchNotFound = errors.New("branch not found")
+	// ErrReadOnly: an edit changed files of a repository opened ReadOnly.
+	ErrReadOnly = errors.New("opened read-only")
 )
 
 // Defaults for Options.
@@ -102,6 +104,13 @@ type Options struct {
 
 	// Logger receives progress and warnings; nil discards them.
 	Logger func(format string, args ...any)
+
+	// ReadOnly makes Open and Commit write nothing anywhere (Checkout always
+	// is): a commit an interrupted run left half done in a local repository,
+	// and the lock it left, stay for the next run that writes; Commit runs
+	// the edit on the checkout and fails with ErrReadOnly if it changed
+	// anything. For status and dry runs.
+	ReadOnly bool
 }
 
 // CommitInfo describes the commit an edit was made on.
@@ -138,6 +147,13 @@ type CommitResult struct {
 // committed to directly (git refuses pushes to a checked-out branch); its
 // worktree must be clean and is updated with the commit.
 func Commit(ctx context.Context, opts Options, edit Edit) (*CommitResult, error) {
+	if opts.ReadOnly {
+		w, err := Open(ctx, opts)
+		if err != nil {
+			return nil, err
+		}
+		return w.Commit(ctx, edit)
+	}
 	s, err := newSession(opts)
 	if err != nil {
 		return nil, err
@@ -174,7 +190,7 @@ func Open(ctx context.Context, opts Options) (*Workspace, error) {
 		}
 		// A commit an interrupted run left half done is finished first, so
 		// that a run that finds nothing to do leaves the worktree right too.
-		if s.local.direct {
+		if s.local.direct && !s.opts.ReadOnly {
 			if err := s.finishInterrupted(ctx, repo); err != nil {
 				return nil, err
 			}
@@ -210,6 +226,9 @@ func (w *Workspace) Head() CommitInfo { return w.head }
 // Commit commits like the package-level Commit, starting from this
 // checkout when nothing was changed in it; a retry clones afresh.
 func (w *Workspace) Commit(ctx context.Context, edit Edit) (*CommitResult, error) {
+	if w.s.opts.ReadOnly {
+		return w.s.editReadOnly(edit, w.fs, w.head)
+	}
 	var pre *git.Repository
 	if w.repo != nil && !w.used {
 		if wt, err := w.repo.Worktree(); err == nil {
@@ -223,9 +242,10 @@ func (w *Workspace) Commit(ctx context.Context, edit Edit) (*CommitResult, error
 }
 
 // Checkout returns a read-only view of the branch tip, for status and
-// idempotency checks. For an empty repository or a missing branch it returns
+// idempotency checks; it writes nothing, as with Options.ReadOnly. For an empty repository or a missing branch it returns
 // an empty filesystem and a CommitInfo with an empty Hash.
 func Checkout(ctx context.Context, opts Options) (billy.Filesystem, CommitInfo, error) {
+	opts.ReadOnly = true
 	w, err := Open(ctx, opts)
 	if err != nil {
 		return nil, CommitInfo{}, err
@@ -348,4 +368,19 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// editReadOnly runs edit on a checkout of a repository opened ReadOnly.
+func (s *session) editReadOnly(edit Edit, fs billy.Filesystem, head CommitInfo) (*CommitResult, error) {
+	if edit == nil {
+		return nil, errors.New("gitops commit: no edit function")
+	}
+	_, changed, err := edit(fs, head)
+	if err != nil {
+		return nil, s.editError(head, err)
+	}
+	if changed {
+		return nil, fmt.Errorf("gitops commit to %s (branch %s): %w", s.display, s.opts.Branch, ErrReadOnly)
+	}
+	return &CommitResult{Branch: s.opts.Branch, Hash: head.Hash, Attempts: 1}, nil
 }

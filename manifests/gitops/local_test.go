@@ -2,12 +2,19 @@ package gitops
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/go-git/go-billy/v5"
 
 	"github.com/notesctl/notesctl/internal/gitserver"
 )
@@ -83,4 +90,110 @@ func TestCommitLocalWorktreeLocked(t *testing.T) {
 	if _, err := os.Stat(lock); err != nil {
 		t.Errorf("someone else's lock was removed: %v", err)
 	}
+}
+
+// TestReadOnly: a repository opened ReadOnly is read, never repaired or
+// written, even when a killed run left a journal and its stale lock; a
+// ReadOnly commit runs the edit and refuses to write what it changed.
+func TestReadOnly(t *testing.T) {
+	gitserver.RequireGit(t)
+	tmp := t.TempDir()
+	bare := filepath.Join(tmp, "origin.git")
+	gitserver.SeedBareRepo(t, bare, "main", gitopsSeed(t))
+	work := filepath.Join(tmp, "work")
+	gitserver.CloneWorktree(t, bare, work, "main")
+	if _, err := Commit(context.Background(), gitopsOptions(work), gitopsSetTag("main-1234567-1746598400-hugo0.145.0")); err != nil {
+		t.Fatal(err)
+	}
+	head := gitserver.Git(t, work, "rev-parse", "HEAD")
+	parent := gitserver.Git(t, work, "rev-parse", "HEAD^")
+	// A commit killed after the branch moved: the journal, the dead run's
+	// lock, and the worktree file still old.
+	j := fmt.Sprintf(`{"old":%q,"new":%q,"paths":[%q]}`, parent, head, gitopsDeployPath)
+	gitDir := filepath.Join(work, ".git")
+	if err := os.WriteFile(filepath.Join(gitDir, journalFile), []byte(j), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dead := deadOwnerLine(t)
+	if err := os.WriteFile(filepath.Join(gitDir, "index.lock"), dead, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	old := gitserver.Git(t, work, "show", parent+":"+gitopsDeployPath)
+	if err := os.WriteFile(filepath.Join(work, gitopsDeployPath), []byte(old+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := dirState(t, work)
+
+	opts := gitopsOptions(work)
+	opts.ReadOnly = true
+	ws, err := Open(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ws.Head().Hash != head {
+		t.Errorf("Open head = %s, want the branch tip %s", ws.Head().Hash, head)
+	}
+	if _, _, err := Checkout(context.Background(), gitopsOptions(work)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := ws.Commit(context.Background(), func(billy.Filesystem, CommitInfo) (string, bool, error) { return "", false, nil })
+	if err != nil || res.Changed || res.Hash != head {
+		t.Errorf("read-only commit without changes = %+v, %v", res, err)
+	}
+	_, err = Commit(context.Background(), opts, gitopsSetTag("main-7654321-1746598500-hugo0.145.0"))
+	if !errors.Is(err, ErrReadOnly) {
+		t.Errorf("read-only commit with changes: err = %v, want ErrReadOnly", err)
+	}
+	if after := dirState(t, work); after != before {
+		t.Errorf("the repository changed:\nbefore %s\nafter  %s", before, after)
+	}
+
+	// A run that writes finishes the interrupted commit.
+	if _, err := Commit(context.Background(), gitopsOptions(work), gitopsSetTag("main-1234567-1746598400-hugo0.145.0")); err != nil {
+		t.Fatal(err)
+	}
+	if st := gitserver.Git(t, work, "status", "--porcelain"); st != "" {
+		t.Errorf("git status after the repair = %q", st)
+	}
+}
+
+// deadOwnerLine is an index.lock owner line of a notesctl of this host
+// that is no longer running.
+func deadOwnerLine(t *testing.T) []byte {
+	t.Helper()
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	return []byte(fmt.Sprintf("notesctl pid=%d host=%s started=%s\n", cmd.Process.Pid, host, time.Now().UTC().Format(time.RFC3339)))
+}
+
+// dirState lists every path under root with its mode, mtime and content
+// hash, .git included.
+func dirState(t *testing.T, root string) string {
+	t.Helper()
+	h := sha256.New()
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(h, "%s %v %d\n", p, fi.Mode(), fi.ModTime().UnixNano())
+		if fi.Mode().IsRegular() {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			h.Write(b)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
