@@ -137,6 +137,11 @@ type docEnv struct {
 	subst []string // old, new, old, new, ...
 }
 
+var (
+	envAssignment = regexp.MustCompile(`^[A-Z_][A-Z0-9_]*=`)
+	varName       = regexp.MustCompile(`^\{?([A-Za-z_][A-Za-z0-9_]*)\}?`)
+)
+
 // run runs a documented command line in its offline form.
 func (e *docEnv) run(t *testing.T, line string) result {
 	t.Helper()
@@ -158,7 +163,7 @@ func (e *docEnv) run(t *testing.T, line string) result {
 		stdin = strings.Join(words[1:i], " ") + "\n"
 		words = words[i+1:]
 	}
-	for len(words) > 0 && regexp.MustCompile(`^[A-Z_][A-Z0-9_]*=`).MatchString(words[0]) {
+	for len(words) > 0 && envAssignment.MatchString(words[0]) {
 		env = append(env, words[0])
 		words = words[1:]
 	}
@@ -186,7 +191,6 @@ func shellWords(t *testing.T, line string, vars map[string]string) []string {
 	var cur strings.Builder
 	inWord := false
 	var quote byte
-	varName := regexp.MustCompile(`^\{?([A-Za-z_][A-Za-z0-9_]*)\}?`)
 	for i := 0; i < len(line); i++ {
 		c := line[i]
 		switch {
