@@ -211,7 +211,7 @@ type session struct {
 	ctx     context.Context
 	opts    PublishOptions
 	ropts   []remote.Option
-	rt      *retryTransport // retrying transport, for our own requests
+	rt      *retryTransport // under every request; its logger and sleep serve writeRetrying
 	timeout time.Duration   // resolved ResponseTimeout, 0: none
 	stats   *pushStats
 	red     *redact.Secrets

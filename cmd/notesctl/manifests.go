@@ -3,10 +3,14 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/go-git/go-billy/v5/osfs"
+	"github.com/go-git/go-git/v5"
 	"github.com/spf13/cobra"
 
+	"github.com/notesctl/notesctl/internal/redact"
 	"github.com/notesctl/notesctl/manifests"
 )
 
@@ -60,15 +64,30 @@ deploy it and follow new tags: GitRepository, Kustomization, ImageRepository,
 ImagePolicy (numerical on the commit time in notesctl's tags),
 ImageUpdateAutomation, and with --receiver a Receiver.
 
+--git-url is the URL Flux clones the GitOps repository from. It defaults to
+the origin remote of the git repository DIR is in (credentials dropped,
+git@host:path written as ssh://git@host/path).
+
 Existing files are never overwritten unless --force.`,
-		Example: `  notesctl manifests init --dir ./gitops --image ghcr.io/acme/notes --host notes.example.org --receiver`,
-		Args:    cobra.NoArgs,
+		Example: `  notesctl manifests init --dir ./gitops --image ghcr.io/acme/notes --host notes.example.org --receiver \
+      --git-url https://github.com/acme/gitops.git
+
+  # in a clone of the GitOps repository, --git-url defaults to its origin remote
+  notesctl manifests init --dir ./gitops --image ghcr.io/acme/notes --host notes.example.org`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := a.bind(cmd, ".", nil); err != nil {
 				return err
 			}
 			if dir == "" || image == "" {
 				return fmt.Errorf("manifests init needs --dir and --image")
+			}
+			if sf.gitURL == "" {
+				u, err := originGitURL(dir)
+				if err != nil {
+					return err
+				}
+				sf.gitURL = u
 			}
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				return fmt.Errorf("--dir %s: %w", dir, err)
@@ -91,4 +110,57 @@ Existing files are never overwritten unless --force.`,
 	cmd.Flags().StringVar(&policy, "policy", "flux-system:notes", "the ImagePolicy, NAMESPACE:NAME, that the setter marker names")
 	cmd.Flags().BoolVar(&force, "force", false, "overwrite existing files")
 	return cmd
+}
+
+// originGitURL returns, as Flux's GitRepository takes it, the origin remote
+// of the git repository that holds dir (or will: dir may not exist yet).
+// It only reads the repository.
+func originGitURL(dir string) (string, error) {
+	need := fmt.Sprintf("manifests init needs --git-url, the URL Flux clones the GitOps repository from (e.g. --git-url https://github.com/acme/gitops.git); it defaults to the origin remote of the git repository that holds --dir %s", dir)
+	at, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", need, err)
+	}
+	for {
+		if _, err := os.Stat(at); err == nil {
+			break
+		}
+		parent := filepath.Dir(at)
+		if parent == at {
+			break
+		}
+		at = parent
+	}
+	repo, err := git.PlainOpenWithOptions(at, &git.PlainOpenOptions{DetectDotGit: true, EnableDotGitCommonDir: true})
+	if err != nil {
+		return "", fmt.Errorf("%s, and it is not in a git repository", need)
+	}
+	remote, err := repo.Remote("origin")
+	if err != nil || len(remote.Config().URLs) == 0 {
+		return "", fmt.Errorf("%s, and its repository has no origin remote", need)
+	}
+	origin := remote.Config().URLs[0]
+	u := fluxGitURL(origin)
+	if !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "ssh://") {
+		return "", fmt.Errorf("%s, and its origin %s is not an http(s) or ssh URL Flux can clone", need, redact.URL(origin))
+	}
+	return u, nil
+}
+
+// fluxGitURL turns a git remote URL into the form Flux's GitRepository
+// accepts: http(s) without user info (Flux takes credentials from a
+// Secret), and scp-like git@host:path as ssh://git@host/path.
+func fluxGitURL(remote string) string {
+	if strings.Contains(remote, "://") {
+		if strings.HasPrefix(remote, "ssh://") {
+			return remote
+		}
+		return redact.StripUserinfo(remote)
+	}
+	at := strings.Index(remote, "@")
+	colon := strings.Index(remote, ":")
+	if at > 0 && colon > at && !strings.Contains(remote[:colon], "/") {
+		return "ssh://" + remote[:colon] + "/" + strings.TrimPrefix(remote[colon+1:], "/")
+	}
+	return remote
 }

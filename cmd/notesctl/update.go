@@ -30,7 +30,7 @@ with the commit message of a release (--message: the same template fields,
 filled from the first policy).`,
 		Example: `  notesctl update --dir ./gitops --image ghcr.io/acme/notes:main-b9060af-1746598316-hugo0.145.0
   notesctl update --gitops git@github.com:acme/gitops.git \
-      --set flux-system:notes=ghcr.io/acme/notes:main-b9060af-1746598316-hugo0.145.0@sha256:…
+      --set flux-system:notes=ghcr.io/acme/notes:main-b9060af-1746598316-hugo0.145.0@sha256:0d3b2b1f8c6a1f3f6bb1c3d5ad1f8e1e4c7b9a8d2e5f60718293a4b5c6d7e8f9
   notesctl update --dir ./gitops --image ghcr.io/acme/notes:v2 --dry-run`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
