@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
@@ -240,6 +241,10 @@ func (h *harness) wait(t *testing.T, repo string, after int64) jobResult {
 		res.outputs[m[1]] = strings.TrimRight(m[2], "\r")
 	}
 	t.Logf("%s run %d: %s in %s (install-method=%q)", repo, r.ID, r.Conclusion, time.Since(start).Round(time.Millisecond), res.outputs["INSTALL_METHOD"])
+	if dir := os.Getenv("NOTESCTL_ACTIONTEST_LOGS"); dir != "" {
+		// For a look at what a user sees in the job log.
+		_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-run%d.log", repo, r.ID)), []byte(log), 0o644)
+	}
 	// No secret of any scenario may reach a job log.
 	for _, secret := range []string{regPassword, h.gitea.Token, h.gitea.Password} {
 		if strings.Contains(log, secret) {
