@@ -96,6 +96,11 @@ func Update(ctx context.Context, opts UpdateOptions, sink Sink) (*UpdateResult, 
 		})
 		return res, err
 	}
+	// A dry run only reads: it must not finish an interrupted commit or
+	// clear a stale lock (that is a writing run's job).
+	if opts.DryRun {
+		opts.GitOps.ReadOnly = true
+	}
 	err := r.stage(StageUpdate, func() (string, error) {
 		ws, err := gitops.Open(ctx, opts.GitOps)
 		if err != nil {

@@ -135,7 +135,7 @@ func TestStatusAndRollbackUseExplicitCredentials(t *testing.T) {
 	gitops := filepath.Join(t.TempDir(), "gitops")
 	creds := []string{"NOTESCTL_REGISTRY_USERNAME=" + user, "NOTESCTL_REGISTRY_PASSWORD=" + pass}
 	image := reg.Host + "/acme/notes"
-	mustSucceed(t, notesctl(t, site, creds, "", "release", "--image", image, "--base", "scratch", "--gitops", gitops))
+	mustSucceed(t, notesctl(t, site, creds, "", "release", "--image", image, "--base", "scratch", "--gitops", gitops, "--init"))
 	older := gitserver.Git(t, site, "rev-parse", "HEAD")
 	siteCommits(t, site, 1, 1)
 	mustSucceed(t, notesctl(t, site, creds, "", "release", "--image", image, "--base", "scratch", "--gitops", gitops))

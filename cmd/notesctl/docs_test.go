@@ -382,6 +382,31 @@ var docScenarios = []docScenario{
 		}}},
 	},
 	{
+		// The first release into a GitOps repository that does not exist
+		// yet: --init scaffolds it at ../gitops and commits the release.
+		name: "first release with --init",
+		setup: func(t *testing.T) *docEnv {
+			root := t.TempDir()
+			site := filepath.Join(root, "site")
+			if err := os.Mkdir(site, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			copySite(t, site)
+			reg := regserver.InProcess(t, regserver.InProcessOptions{})
+			return &docEnv{dir: site, env: []string{"NOTESCTL_BASE=scratch"}, subst: []string{"ghcr.io/acme/notes", reg.Host + "/acme/notes"}}
+		},
+		steps: []docStep{{cmd: "notesctl release --image ghcr.io/acme/notes --gitops ../gitops --init", check: func(t *testing.T, e *docEnv, r result) {
+			gitops := filepath.Join(e.dir, "../gitops")
+			if n := gitOut(t, gitops, "rev-list", "--count", "HEAD"); n != "2" {
+				t.Errorf("want the scaffold and the release commit, got %s commits", n)
+			}
+			b, _ := os.ReadFile(findFile(t, gitops, "deployment.yaml"))
+			if !strings.Contains(string(b), "/acme/notes:main-") {
+				t.Errorf("deployment.yaml does not deploy the release:\n%s", b)
+			}
+		}}},
+	},
+	{
 		// A GitOps directory: scaffold, then edits in place (no registry
 		// is contacted).
 		name:  "GitOps directory",
