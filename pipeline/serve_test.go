@@ -156,7 +156,7 @@ func TestReleasedImageServes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, want := range []string{"Uid:\t101\t101\t101\t101", "Gid:\t101\t101\t101\t101", "CapEff:\t0000000000000000", "CapBnd:\t0000000000000000", "NoNewPrivs:\t1"} {
+		for _, want := range []string{"Uid:\t101\t101\t101\t101", "Gid:\t101\t101\t101\t101", "CapEff:\t0000000000000000", "CapBnd:\t0000000000000000", "NoNewPrivs:\t1", "Seccomp:\t2"} {
 			if !strings.Contains(string(status), want) {
 				t.Errorf("nginx's status lacks %q:\n%s", want, status)
 			}
