@@ -31,7 +31,7 @@ import (
 
 // scaffoldDeployment is the Deployment `notesctl manifests init` writes:
 // the security context, volumes and probes the image must run under.
-func scaffoldDeployment(t *testing.T) *appsv1.Deployment {
+func scaffoldDeployment(t testing.TB) *appsv1.Deployment {
 	t.Helper()
 	fsys := memfs.New()
 	paths, err := manifests.Scaffold(fsys, ".", manifests.ScaffoldOptions{
@@ -70,7 +70,7 @@ type servedSite struct {
 // releaseAndServe builds the site commit onto the nginx base with the
 // pipeline, into an OCI layout, and runs the image with runc under the
 // Deployment's pod spec, waiting for nginx to answer.
-func releaseAndServe(t *testing.T, siteDir, base string, dep *appsv1.Deployment, sourceDate *time.Time) *servedSite {
+func releaseAndServe(t testing.TB, siteDir, base string, dep *appsv1.Deployment, sourceDate *time.Time) *servedSite {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "layout")
 	res, err := Build(context.Background(), BuildOptions{

@@ -46,10 +46,11 @@ type Container struct {
 	ID  string
 	PID int
 	// Dir is the bundle directory (config.json, rootfs, emptyDirs, log).
-	Dir   string
-	root  string // runc's state directory, private to this container
-	log   string
-	netns string
+	Dir     string
+	root    string // runc's state directory, private to this container
+	log     string
+	netns   string
+	removed atomic.Bool
 }
 
 var containerSeq atomic.Int64
@@ -119,9 +120,19 @@ func (c *Container) Logs() string {
 	return string(data)
 }
 
+// Stop kills and deletes the container now (it is also done when the test
+// ends), as a rollout stops the old pod.
+func (c *Container) Stop(t testing.TB) {
+	t.Helper()
+	c.remove(t)
+}
+
 // remove kills and deletes the container by its ID in its own runc state
-// directory, and checks that its process is gone.
+// directory, and checks that its process is gone. It runs once.
 func (c *Container) remove(t testing.TB) {
+	if c.removed.Swap(true) {
+		return
+	}
 	if _, err := os.Stat(c.root); err != nil {
 		return // never started
 	}
