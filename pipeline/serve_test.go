@@ -223,12 +223,9 @@ func TestReleasedImageServes(t *testing.T) {
 			if !ok {
 				t.Errorf("%s: no expected Content-Type for %s files in this test", rel, path.Ext(rel))
 			}
-			wantStatus := http.StatusOK
-			if rel == "/404.html" {
-				wantStatus = http.StatusOK // asked for by name, it is a page like others
-			}
-			if resp.StatusCode != wantStatus || !bytes.Equal(body, want) {
-				t.Errorf("GET %s: %s, %d bytes; want %d and the file's %d bytes", urlPath, resp.Status, len(body), wantStatus, len(want))
+			// 404.html too: asked for by its name, it is a page like others.
+			if resp.StatusCode != http.StatusOK || !bytes.Equal(body, want) {
+				t.Errorf("GET %s: %s, %d bytes; want 200 and the file's %d bytes", urlPath, resp.Status, len(body), len(want))
 			}
 			if got := resp.Header.Get("Content-Type"); got != wantType {
 				t.Errorf("GET %s: Content-Type %q, want %q", urlPath, got, wantType)
