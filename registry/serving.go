@@ -132,7 +132,7 @@ func servingLayer(webRoot string) (SiteLayer, error) {
 	p := &layerPlan{files: []string{name}, dirs: map[string]bool{}}
 	p.addDirs(path.Dir(name))
 	files := []siteFile{{sum: sha256.Sum256(conf)}}
-	l, err := writeLayer(fsys, "", FileTime(conf), p, files)
+	l, err := writeLayer(fsys, "", FileTime(conf), p, files, gzipLevel)
 	if err != nil {
 		return SiteLayer{}, err
 	}

@@ -10,11 +10,10 @@ import (
 // FromPodSpec reads the Security a kubelet would give the container named
 // container (the first one when empty) of a pod spec: the user and group
 // (container over pod security context), read-only root, no new
-// privileges, capabilities, and the emptyDir mounts. Settings that runc is
-// not given here are an error rather than silently dropped, except the
-// seccomp profile (RuntimeDefault is the container runtime's own profile,
-// which this package does not have) and the probes and ports, which the
-// caller checks over HTTP.
+// privileges, capabilities, the seccomp profile (RuntimeDefault as this
+// package's profile, see refusedSyscalls) and the emptyDir mounts. Settings
+// that are not applied here are an error rather than silently dropped;
+// probes and ports are for the caller to check over HTTP.
 func FromPodSpec(spec *corev1.PodSpec, container string) (Security, error) {
 	var c *corev1.Container
 	for i := range spec.Containers {
@@ -70,6 +69,19 @@ func FromPodSpec(spec *corev1.PodSpec, container string) (Security, error) {
 		sec.Capabilities = []string{}
 		for _, a := range caps.Add {
 			sec.Capabilities = append(sec.Capabilities, "CAP_"+string(a))
+		}
+	}
+	profile := psc.SeccompProfile
+	if csc.SeccompProfile != nil {
+		profile = csc.SeccompProfile
+	}
+	if profile != nil {
+		switch profile.Type {
+		case corev1.SeccompProfileTypeRuntimeDefault:
+			sec.Seccomp = SeccompRuntimeDefault
+		case corev1.SeccompProfileTypeUnconfined:
+		default:
+			return Security{}, fmt.Errorf("container %s: seccomp profile %s is not applied here", c.Name, profile.Type)
 		}
 	}
 	volumes := map[string]corev1.Volume{}

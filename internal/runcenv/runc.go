@@ -33,6 +33,8 @@ type Security struct {
 	NoNewPrivileges bool
 	// Capabilities the process keeps (none when empty: drop ALL).
 	Capabilities []string
+	// Seccomp is "" (unconfined) or SeccompRuntimeDefault.
+	Seccomp string
 	// EmptyDirs are the mount paths of emptyDir volumes. Each gets a fresh
 	// world-writable (0777) directory of the host bind-mounted, as kubelet
 	// makes them.
@@ -44,10 +46,11 @@ type Container struct {
 	ID  string
 	PID int
 	// Dir is the bundle directory (config.json, rootfs, emptyDirs, log).
-	Dir   string
-	root  string // runc's state directory, private to this container
-	log   string
-	netns string
+	Dir     string
+	root    string // runc's state directory, private to this container
+	log     string
+	netns   string
+	removed atomic.Bool
 }
 
 var containerSeq atomic.Int64
@@ -117,9 +120,19 @@ func (c *Container) Logs() string {
 	return string(data)
 }
 
+// Stop kills and deletes the container now (it is also done when the test
+// ends), as a rollout stops the old pod.
+func (c *Container) Stop(t testing.TB) {
+	t.Helper()
+	c.remove(t)
+}
+
 // remove kills and deletes the container by its ID in its own runc state
-// directory, and checks that its process is gone.
+// directory, and checks that its process is gone. It runs once.
 func (c *Container) remove(t testing.TB) {
+	if c.removed.Swap(true) {
+		return
+	}
 	if _, err := os.Stat(c.root); err != nil {
 		return // never started
 	}
@@ -341,6 +354,25 @@ func runtimeSpec(img v1.Config, sec Security, bundle string) (map[string]any, er
 			"options": []string{"rbind", "rw", "nosuid", "nodev"},
 		})
 	}
+	linux := map[string]any{
+		"namespaces": []map[string]any{
+			{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"},
+		},
+		"maskedPaths": []string{
+			"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+			"/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi",
+		},
+		"readonlyPaths": []string{
+			"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+		},
+	}
+	switch sec.Seccomp {
+	case "":
+	case SeccompRuntimeDefault:
+		linux["seccomp"] = seccompSpec(sec.Seccomp)
+	default:
+		return nil, fmt.Errorf("seccomp profile %q: only %s is known here", sec.Seccomp, SeccompRuntimeDefault)
+	}
 	return map[string]any{
 		"ociVersion": "1.0.2",
 		"process": map[string]any{
@@ -358,17 +390,6 @@ func runtimeSpec(img v1.Config, sec Security, bundle string) (map[string]any, er
 		"root":     map[string]any{"path": "rootfs", "readonly": sec.ReadOnlyRoot},
 		"hostname": "notes",
 		"mounts":   mounts,
-		"linux": map[string]any{
-			"namespaces": []map[string]any{
-				{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"},
-			},
-			"maskedPaths": []string{
-				"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
-				"/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi",
-			},
-			"readonlyPaths": []string{
-				"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
-			},
-		},
+		"linux":    linux,
 	}, nil
 }

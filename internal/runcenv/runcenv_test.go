@@ -22,7 +22,10 @@ func ptr[T any](v T) *T { return &v }
 func TestFromPodSpec(t *testing.T) {
 	good := func() *corev1.PodSpec {
 		return &corev1.PodSpec{
-			SecurityContext: &corev1.PodSecurityContext{RunAsNonRoot: ptr(true), RunAsUser: ptr(int64(101)), RunAsGroup: ptr(int64(101))},
+			SecurityContext: &corev1.PodSecurityContext{
+				RunAsNonRoot: ptr(true), RunAsUser: ptr(int64(101)), RunAsGroup: ptr(int64(101)),
+				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+			},
 			Containers: []corev1.Container{{
 				Name: "notes",
 				SecurityContext: &corev1.SecurityContext{
@@ -39,7 +42,7 @@ func TestFromPodSpec(t *testing.T) {
 		t.Fatal(err)
 	}
 	if sec.UID != 101 || sec.GID != 101 || !sec.ReadOnlyRoot || !sec.NoNewPrivileges || len(sec.Capabilities) != 0 || sec.Capabilities == nil ||
-		len(sec.EmptyDirs) != 1 || sec.EmptyDirs[0] != "/tmp" {
+		len(sec.EmptyDirs) != 1 || sec.EmptyDirs[0] != "/tmp" || sec.Seccomp != SeccompRuntimeDefault {
 		t.Errorf("FromPodSpec = %+v", sec)
 	}
 	// The container's own user wins over the pod's.
@@ -64,6 +67,9 @@ func TestFromPodSpec(t *testing.T) {
 		}, "not an emptyDir"},
 		{"unknown volume", func(s *corev1.PodSpec) { s.Containers[0].VolumeMounts[0].Name = "x" }, "unknown volume"},
 		{"fsGroup", func(s *corev1.PodSpec) { s.SecurityContext.FSGroup = ptr(int64(2000)) }, "fsGroup"},
+		{"localhost seccomp", func(s *corev1.PodSpec) {
+			s.Containers[0].SecurityContext.SeccompProfile = &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeLocalhost}
+		}, "seccomp profile Localhost"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := good()
