@@ -1,8 +1,10 @@
 // Package rollout follows a GitOps commit into the cluster: it asks Flux to
 // reconcile now (reconcile.fluxcd.io/requestedAt on the GitRepository and
-// the Kustomization), then waits until the Kustomization has applied the
-// commit and the Deployment runs the new image. It is its own package so
-// that only the commands that talk to a cluster link client-go.
+// the Kustomization), then waits the way flux and kubectl rollout status do:
+// until the Kustomization has applied a revision that contains the commit
+// and the Deployments it applied are rolled out as kstatus computes it. It
+// is its own package so that only the commands that talk to a cluster link
+// client-go.
 package rollout
 
 import (
