@@ -14,7 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fluxcd/pkg/apis/meta"
 	appsv1 "k8s.io/api/apps/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 )
 
@@ -59,6 +62,19 @@ func TestFluxRolloutTimes(t *testing.T) {
 		})
 		return got
 	}
+	// settle waits until Flux is quiet: the Kustomization applied the
+	// GitOps head and its health check is over (kustomize-controller polls
+	// it every 5s, and a reconcile request waits behind it), so that every
+	// case starts from the same state.
+	settle := func() {
+		waitFor(t, 120*time.Second, "Flux to settle", func() (bool, string) {
+			ks := kustomization(t, f.env)
+			ready := apimeta.FindStatusCondition(ks.Status.Conditions, meta.ReadyCondition)
+			reconciling := apimeta.FindStatusCondition(ks.Status.Conditions, meta.ReconcilingCondition)
+			return ready != nil && ready.Status == metav1.ConditionTrue && reconciling == nil &&
+				ks.Status.LastAppliedRevision == "main@sha1:"+f.gitopsHead(t), describe(ks)
+		})
+	}
 	results := map[string][]float64{}
 	record := func(name string, round int, d time.Duration) {
 		results[name] = append(results[name], d.Seconds())
@@ -69,6 +85,7 @@ func TestFluxRolloutTimes(t *testing.T) {
 	mustSucceed(t, notesctl(t, f.site, nil, "", "release", "--image", f.image, "--base", "scratch", "--gitops", f.gitopsURL,
 		"--wait", "--kubeconfig", f.env.Kubeconfig, "--timeout", "120s"))
 	for round := 1; round <= rounds; round++ {
+		settle()
 		// (a): the spec change is timed by a watcher next to the command;
 		// the command itself returns once Flux reports the Kustomization
 		// Ready (its wait: true health check) and the rollout is done.
@@ -106,6 +123,7 @@ func TestFluxRolloutTimes(t *testing.T) {
 		record("a-release-wait-returns", round, returned)
 
 		// (b)
+		settle()
 		edit()
 		old = deploymentImage(t, f.env)
 		start = time.Now()
@@ -116,6 +134,7 @@ func TestFluxRolloutTimes(t *testing.T) {
 		record("b-release-webhook", round, time.Since(start))
 
 		// (c)
+		settle()
 		edit()
 		old = deploymentImage(t, f.env)
 		start = time.Now()
