@@ -13,6 +13,12 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/fluxcd/pkg/apis/meta"
+	appsv1 "k8s.io/api/apps/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // EnvBenchFlux turns TestFluxRolloutTimes on: the number of rounds.
@@ -23,7 +29,8 @@ const EnvBenchFlux = "NOTESCTL_BENCH_FLUX"
 // commit to the Deployment spec carrying the new image,
 //
 //	(a) notesctl release --wait (requestedAt on the GitRepository and the
-//	    Kustomization), until the command returns;
+//	    Kustomization); also when the command returns (after Flux's health
+//	    check and the rollout);
 //	(b) notesctl release --flux-webhook through the scaffolded Receiver;
 //	(c) notesctl build, then Flux alone: a Receiver call (as a registry or
 //	    CI webhook would make) makes image-reflector-controller scan,
@@ -55,6 +62,19 @@ func TestFluxRolloutTimes(t *testing.T) {
 		})
 		return got
 	}
+	// settle waits until Flux is quiet: the Kustomization applied the
+	// GitOps head and its health check is over (kustomize-controller polls
+	// it every 5s, and a reconcile request waits behind it), so that every
+	// case starts from the same state.
+	settle := func() {
+		waitFor(t, 120*time.Second, "Flux to settle", func() (bool, string) {
+			ks := kustomization(t, f.env)
+			ready := apimeta.FindStatusCondition(ks.Status.Conditions, meta.ReadyCondition)
+			reconciling := apimeta.FindStatusCondition(ks.Status.Conditions, meta.ReconcilingCondition)
+			return ready != nil && ready.Status == metav1.ConditionTrue && reconciling == nil &&
+				ks.Status.LastAppliedRevision == "main@sha1:"+f.gitopsHead(t), describe(ks)
+		})
+	}
 	results := map[string][]float64{}
 	record := func(name string, round int, d time.Duration) {
 		results[name] = append(results[name], d.Seconds())
@@ -65,19 +85,45 @@ func TestFluxRolloutTimes(t *testing.T) {
 	mustSucceed(t, notesctl(t, f.site, nil, "", "release", "--image", f.image, "--base", "scratch", "--gitops", f.gitopsURL,
 		"--wait", "--kubeconfig", f.env.Kubeconfig, "--timeout", "120s"))
 	for round := 1; round <= rounds; round++ {
-		// (a)
+		settle()
+		// (a): the spec change is timed by a watcher next to the command;
+		// the command itself returns once Flux reports the Kustomization
+		// Ready (its wait: true health check) and the rollout is done.
 		edit()
 		old := deploymentImage(t, f.env)
 		start := time.Now()
+		changed := make(chan time.Duration, 1)
+		stop := make(chan struct{})
+		go func() {
+			for {
+				d := &appsv1.Deployment{}
+				err := f.env.Client.Get(context.Background(), types.NamespacedName{Namespace: "notes", Name: "notes"}, d)
+				if err == nil && d.Spec.Template.Spec.Containers[0].Image != old {
+					changed <- time.Since(start)
+					return
+				}
+				select {
+				case <-stop:
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
+		}()
 		r := notesctl(t, f.site, nil, "", "release", "--image", f.image, "--base", "scratch", "--gitops", f.gitopsURL,
 			"--wait", "--kubeconfig", f.env.Kubeconfig, "--timeout", "120s")
+		returned := time.Since(start)
 		mustSucceed(t, r)
-		if got := deploymentImage(t, f.env); got == old {
-			t.Fatalf("release --wait returned before the Deployment changed")
+		select {
+		case d := <-changed:
+			record("a-release-wait", round, d)
+		case <-time.After(5 * time.Second):
+			close(stop)
+			t.Fatalf("release --wait returned, but the Deployment spec did not change")
 		}
-		record("a-release-wait", round, time.Since(start))
+		record("a-release-wait-returns", round, returned)
 
 		// (b)
+		settle()
 		edit()
 		old = deploymentImage(t, f.env)
 		start = time.Now()
@@ -88,6 +134,7 @@ func TestFluxRolloutTimes(t *testing.T) {
 		record("b-release-webhook", round, time.Since(start))
 
 		// (c)
+		settle()
 		edit()
 		old = deploymentImage(t, f.env)
 		start = time.Now()

@@ -260,11 +260,13 @@ func TestFluxImageAutomation(t *testing.T) {
 		mustSucceed(t, r)
 		ref := imageLine.FindStringSubmatch(r.stdout)[1]
 		releaseCommit = f.gitopsHead(t)
-		_, tag, digest := splitRef(t, ref)
-		pol := waitPolicy(t, f.env, "notes", tag, digest)
+		_, tag, _ := splitRef(t, ref)
+		pol := waitPolicy(t, f.env, "notes", tag, "")
 		since := time.Now()
+		// With the scaffold's digestReflectionPolicy, Flux writes exactly
+		// notesctl's name:tag@digest (without it, name:tag, and commits).
 		if got := pol.Status.LatestRef.String(); got != ref {
-			t.Fatalf("Flux would write %q, notesctl wrote %q", got, ref)
+			t.Errorf("Flux would write %q, notesctl wrote %q", got, ref)
 		}
 		// The automation now sees the policy's ref; let it run several
 		// times: it must find nothing to change.

@@ -1,7 +1,8 @@
 // Package kubeenv starts a real Kubernetes control plane for tests: etcd and
 // kube-apiserver as local processes on random loopback ports, with the Flux
 // CRDs installed, and optionally the real Flux source-controller and
-// kustomize-controller. There is no kubelet and no kube-controller-manager:
+// kustomize-controller, image-reflector- and image-automation-controller, and
+// notification-controller (Options). There is no kubelet and no kube-controller-manager:
 // objects are stored, validated and served, but no pod runs (see
 // Options.SimulateRollouts for Deployment status).
 //

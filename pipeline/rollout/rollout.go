@@ -1,8 +1,10 @@
 // Package rollout follows a GitOps commit into the cluster: it asks Flux to
 // reconcile now (reconcile.fluxcd.io/requestedAt on the GitRepository and
-// the Kustomization), then waits until the Kustomization has applied the
-// commit and the Deployment runs the new image. It is its own package so
-// that only the commands that talk to a cluster link client-go.
+// the Kustomization), then waits the way flux and kubectl rollout status do:
+// until the Kustomization has applied a revision that contains the commit
+// and the Deployments it applied are rolled out as kstatus computes it. It
+// is its own package so that only the commands that talk to a cluster link
+// client-go.
 package rollout
 
 import (
@@ -373,7 +375,11 @@ func judgeKustomization(ks *kustomizev1.Kustomization, contains func(revision st
 	if !attempted {
 		return ksWaiting, nil
 	}
-	if reconciling := apimeta.FindStatusCondition(ks.Status.Conditions, meta.ReconcilingCondition); current(reconciling) && reconciling.Status == metav1.ConditionTrue {
+	// Reconciling=True means an attempt is under way, unless its reason is
+	// ProgressingWithRetry: kustomize-controller's mark for "the last
+	// attempt failed, retrying at the next interval".
+	if reconciling := apimeta.FindStatusCondition(ks.Status.Conditions, meta.ReconcilingCondition); current(reconciling) &&
+		reconciling.Status == metav1.ConditionTrue && reconciling.Reason != meta.ProgressingWithRetryReason {
 		return ksWaiting, nil
 	}
 	if stalled := apimeta.FindStatusCondition(ks.Status.Conditions, meta.StalledCondition); current(stalled) && stalled.Status == metav1.ConditionTrue {
@@ -530,8 +536,7 @@ func failedReason(st *kstatus.Result) string {
 }
 
 func isProgressing(reason string) bool {
-	return reason == meta.ProgressingReason || reason == meta.DependencyNotReadyReason ||
-		reason == meta.ProgressingWithRetryReason || reason == "ArtifactFailed"
+	return reason == meta.ProgressingReason || reason == meta.DependencyNotReadyReason || reason == "ArtifactFailed"
 }
 
 // poll calls check every Poll until it is done, fails for good, or ctx

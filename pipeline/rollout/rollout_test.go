@@ -118,9 +118,13 @@ func TestJudgeKustomization(t *testing.T) {
 		{"failure from an earlier generation", ksState{3, 3, main1(older), main1(commit), []metav1.Condition{cond(meta.ReadyCondition, metav1.ConditionFalse, "BuildFailed", 2)}}, ksWaiting, ""},
 		{"failure, generation not observed", ksState{3, 2, main1(older), main1(commit), []metav1.Condition{cond(meta.ReadyCondition, metav1.ConditionFalse, "BuildFailed", 0)}}, ksWaiting, ""},
 		{"progressing on the release", ksState{2, 2, main1(older), main1(commit), []metav1.Condition{cond(meta.ReadyCondition, metav1.ConditionFalse, meta.ProgressingReason, 2)}}, ksWaiting, ""},
-		{"reconciling after a failure", ksState{2, 2, main1(older), main1(commit), []metav1.Condition{
+		// kustomize-controller's status after a failed attempt (v1.9.6).
+		{"failed, retrying at the next interval", ksState{2, 2, main1(older), main1(commit), []metav1.Condition{
 			cond(meta.ReconcilingCondition, metav1.ConditionTrue, meta.ProgressingWithRetryReason, 2),
-			cond(meta.ReadyCondition, metav1.ConditionFalse, "BuildFailed", 2)}}, ksWaiting, ""},
+			cond(meta.ReadyCondition, metav1.ConditionFalse, meta.ReconciliationFailedReason, 2)}}, ksFailed, meta.ReconciliationFailedReason},
+		{"a new attempt under way after a failure", ksState{2, 2, main1(older), main1(commit), []metav1.Condition{
+			cond(meta.ReconcilingCondition, metav1.ConditionTrue, meta.ProgressingReason, 2),
+			cond(meta.ReadyCondition, metav1.ConditionFalse, meta.ReconciliationFailedReason, 2)}}, ksWaiting, ""},
 		{"stalled on the release", ksState{2, 2, main1(older), main1(commit), []metav1.Condition{
 			cond(meta.StalledCondition, metav1.ConditionTrue, meta.InvalidPathReason, 2),
 			cond(meta.ReadyCondition, metav1.ConditionFalse, meta.InvalidPathReason, 2)}}, ksFailed, meta.InvalidPathReason},
