@@ -49,7 +49,9 @@ func scriptArchive(t *testing.T, version string) []byte {
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
 	tw := tar.NewWriter(zw)
-	script := []byte("#!/bin/sh\necho 'notesctl " + version + "'\n")
+	// More output after the first line than a pipe holds, as the real
+	// notesctl version may print: a reader that stops early gets SIGPIPE.
+	script := []byte("#!/bin/sh\necho 'notesctl " + version + "'\nseq 1 50000\n")
 	if err := tw.WriteHeader(&tar.Header{Name: "notesctl", Mode: 0o755, Size: int64(len(script))}); err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +112,7 @@ func TestInstallScript(t *testing.T) {
 	srv := httptest.NewServer(rel)
 	defer srv.Close()
 	noGo := t.TempDir() // a PATH with the tools install.sh needs but no go
-	for _, tool := range []string{"bash", "curl", "sha256sum", "awk", "tar", "gzip", "mktemp", "uname", "tr", "cut", "head", "rm", "chmod", "cat"} {
+	for _, tool := range []string{"bash", "curl", "sha256sum", "awk", "tar", "gzip", "mktemp", "uname", "tr", "cut", "head", "rm", "chmod", "cat", "seq"} {
 		p, err := exec.LookPath(tool)
 		if err != nil {
 			t.Skipf("%s not installed", tool)

@@ -161,7 +161,10 @@ release | auto)
 	;;
 esac
 
-version=$("$bin" version | head -n 1)
+# Not `| head -n 1`: with pipefail, notesctl's SIGPIPE when head exits early
+# would fail the step now and then.
+version=$("$bin" version) || fail "the installed notesctl does not run: $bin version failed"
+version=${version%%$'\n'*}
 say "install-method=$method ($version, $bin)"
 output install-method "$method"
 output path "$bin"
