@@ -85,9 +85,11 @@ func newHarness(t *testing.T, opts giteaenv.Options) *harness {
 	rel := h.gitea.CreateRelease(t, actionRepo, release, "main")
 	h.gitea.UploadAsset(t, actionRepo, rel.ID, hostArchive(), archive)
 	h.gitea.UploadAsset(t, actionRepo, rel.ID, "checksums.txt", sums)
+	// The bad release lists a checksum no archive has, so that the runner's
+	// tool cache (keyed by checksum) cannot hold a binary for it either.
 	bad := h.gitea.CreateRelease(t, actionRepo, badRelease, "main")
 	h.gitea.UploadAsset(t, actionRepo, bad.ID, hostArchive(), append(bytes.Clone(archive), 0))
-	h.gitea.UploadAsset(t, actionRepo, bad.ID, "checksums.txt", sums)
+	h.gitea.UploadAsset(t, actionRepo, bad.ID, "checksums.txt", []byte(sumLine(hostArchive(), append(bytes.Clone(archive), 1))))
 	h.notesctl = extractBinary(t, archive, t.TempDir())
 
 	// The GitOps repository, scaffolded by notesctl.
@@ -346,6 +348,9 @@ func TestActionOnGitea(t *testing.T) {
 		h.gitea.Dispatch(t, "site", "release.yml", "main")
 		r := h.wait(t, "site", released.run.ID)
 		r.mustConclude(t, "success")
+		if !strings.Contains(r.log, "from the runner's tool cache") {
+			t.Errorf("the second job on the runner downloaded the release binary again:\n%s", r.log)
+		}
 		if r.outputs["CHANGED"] != "false" || r.outputs["SKIPPED"] != "true" {
 			t.Errorf("second run: changed=%q skipped=%q, want false/true", r.outputs["CHANGED"], r.outputs["SKIPPED"])
 		}

@@ -24,14 +24,16 @@ type fakeRelease struct {
 	files map[string][]byte // "tag/file" -> bytes
 	mu    sync.Mutex
 	auth  []string // paths requested with an Authorization header
+	paths []string // every path requested
 }
 
 func (f *fakeRelease) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	f.paths = append(f.paths, r.URL.Path)
 	if r.Header.Get("Authorization") != "" {
-		f.mu.Lock()
 		f.auth = append(f.auth, r.URL.Path)
-		f.mu.Unlock()
 	}
+	f.mu.Unlock()
 	rest, ok := strings.CutPrefix(r.URL.Path, "/acme/notesctl/releases/download/")
 	if b, found := f.files[rest]; ok && found {
 		w.Write(b)
@@ -47,7 +49,9 @@ func scriptArchive(t *testing.T, version string) []byte {
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
 	tw := tar.NewWriter(zw)
-	script := []byte("#!/bin/sh\necho 'notesctl " + version + "'\n")
+	// More output after the first line than a pipe holds, as the real
+	// notesctl version may print: a reader that stops early gets SIGPIPE.
+	script := []byte("#!/bin/sh\necho 'notesctl " + version + "'\nseq 1 50000\n")
 	if err := tw.WriteHeader(&tar.Header{Name: "notesctl", Mode: 0o755, Size: int64(len(script))}); err != nil {
 		t.Fatal(err)
 	}
@@ -103,11 +107,12 @@ func TestInstallScript(t *testing.T) {
 		"v2.0.1/checksums.txt": []byte(sumLine(asset, good)),
 		"v2.0.2/checksums.txt": []byte(sumLine(asset, good)), // lists an archive it lacks
 		"v2.0.3/checksums.txt": []byte(sumLine("notesctl_plan9_mips.tar.gz", []byte("x"))),
+		"v2.0.4/checksums.txt": []byte("../../etc  " + asset + "\n"),
 	}}
 	srv := httptest.NewServer(rel)
 	defer srv.Close()
 	noGo := t.TempDir() // a PATH with the tools install.sh needs but no go
-	for _, tool := range []string{"bash", "curl", "sha256sum", "awk", "tar", "gzip", "mktemp", "uname", "tr", "cut", "head", "rm", "chmod", "cat"} {
+	for _, tool := range []string{"bash", "curl", "sha256sum", "awk", "tar", "gzip", "mktemp", "uname", "tr", "cut", "head", "rm", "chmod", "cat", "seq"} {
 		p, err := exec.LookPath(tool)
 		if err != nil {
 			t.Skipf("%s not installed", tool)
@@ -161,6 +166,12 @@ func TestInstallScript(t *testing.T) {
 			want:    []string{"has no " + asset + " (no build for " + runtime.GOOS + "/" + runtime.GOARCH + ")", "no Go on the runner"},
 		},
 		{
+			name:    "malformed checksums.txt",
+			env:     map[string]string{"NOTESCTL_SERVER_URL": srv.URL, "NOTESCTL_ACTION_REF": "v2.0.4", "NOTESCTL_TOOL_CACHE": t.TempDir()},
+			wantErr: true,
+			want:    []string{"checksums.txt: the line for " + asset + " does not hold one sha256"},
+		},
+		{
 			name:    "install release without a release fails",
 			env:     map[string]string{"NOTESCTL_SERVER_URL": srv.URL, "NOTESCTL_ACTION_REF": "main", "NOTESCTL_INSTALL": "release"},
 			wantErr: true,
@@ -199,6 +210,24 @@ func TestInstallScript(t *testing.T) {
 				t.Errorf("a failed install wrote outputs:\n%s", r.outputs)
 			}
 		})
+	}
+
+	// A warm runner takes the verified binary from its tool cache, after
+	// checking the release's checksums.txt, without downloading the archive.
+	cache := t.TempDir()
+	for i, want := range []string{"installed the release binary " + srv.URL, "from the runner's tool cache (sha256 "} {
+		rel.paths = nil
+		r := runInstall(t, map[string]string{"NOTESCTL_SERVER_URL": srv.URL, "NOTESCTL_ACTION_REF": "v2.0.0", "NOTESCTL_TOOL_CACHE": cache})
+		if r.err != nil || !strings.Contains(r.out, want) || !strings.Contains(r.outputs, "install-method=release\n") {
+			t.Errorf("tool cache, run %d: err %v, log lacks %q:\n%s", i+1, r.err, want, r.out)
+		}
+		wantPaths := 2
+		if i == 1 {
+			wantPaths = 1 // checksums.txt only
+		}
+		if len(rel.paths) != wantPaths {
+			t.Errorf("tool cache, run %d: requests %v, want %d", i+1, rel.paths, wantPaths)
+		}
 	}
 
 	// The workflow token goes to the server the action came from, never to

@@ -325,7 +325,7 @@ runner:
   fetch_interval: 1s
   fetch_interval_max: 1s
   log_report_interval: 1s
-  log_report_max_latency: 1s
+  log_report_max_latency: 500ms
   state_report_interval: 1s
   labels: [%[2]q]
 cache:
