@@ -122,6 +122,10 @@ func Render(ctx context.Context, src *Source, opts Options) (*Site, error) {
 	if err := CheckConstraint(opts.RequireHugo, "notesctl config hugoVersion"); err != nil {
 		return nil, err
 	}
+	// Lifting the highlighters' timeouts (highlight.go) compiles Chroma's
+	// lexers; it overlaps with reading the source and loading the config.
+	highlightReady := make(chan error, 1)
+	go func() { highlightReady <- removeHighlightTimeouts() }()
 	if err := src.Load(); err != nil {
 		return nil, err
 	}
@@ -205,6 +209,9 @@ func Render(ctx context.Context, src *Source, opts Options) (*Site, error) {
 		return nil, toError(err, collector)
 	}
 
+	if err := <-highlightReady; err != nil {
+		return nil, fmt.Errorf("preparing syntax highlighting: %w", err)
+	}
 	// Hugo's Build has no context; a cancelled render is noticed right after.
 	if err := sites.Build(hugolib.BuildCfg{}); err != nil {
 		return nil, toError(err, collector)
