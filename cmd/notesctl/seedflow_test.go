@@ -34,6 +34,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/fluxcd/pkg/apis/meta"
+	sourcev1 "github.com/fluxcd/source-controller/api/v1"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -118,22 +119,36 @@ func startSeedFlow(t *testing.T) (*seedFlow, string) {
 	if err := env.Client.Create(ctx, secret); err != nil {
 		t.Fatal(err)
 	}
-	for _, file := range []string{"gitrepository.yaml", "sync.yaml"} {
-		applyScaffold(t, env, filepath.Join(scaffold, "flux", "notes", file), func(u *unstructured.Unstructured) {
-			if u.GetKind() == "GitRepository" {
-				if err := unstructured.SetNestedField(u.Object, secret.Name, "spec", "secretRef", "name"); err != nil {
-					t.Fatal(err)
-				}
-			}
-		})
-	}
+	// The source first, as a bootstrap orders it: a Kustomization created
+	// before its source has an artifact requeues itself 5 s later, and
+	// that extra reconcile, run right after the first, held the
+	// Kustomization's queue for minutes on this machine (no later
+	// requestedAt or new artifact was handled; see bench/README.md).
+	applyScaffold(t, env, filepath.Join(scaffold, "flux", "notes", "gitrepository.yaml"), func(u *unstructured.Unstructured) {
+		if err := unstructured.SetNestedField(u.Object, secret.Name, "spec", "secretRef", "name"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	head := gitOut(t, gs.RepoPath("gitops.git"), "rev-parse", "main")
+	waitFor(t, 60*time.Second, "the GitRepository to fetch "+head, func() (bool, string) {
+		var repo sourcev1.GitRepository
+		getObj(t, env, "notes", &repo)
+		if repo.Status.Artifact == nil {
+			return false, fmt.Sprintf("no artifact yet: %+v", repo.Status.Conditions)
+		}
+		return repo.Status.Artifact.Revision == "main@sha1:"+head, repo.Status.Artifact.Revision
+	})
+	applyScaffold(t, env, filepath.Join(scaffold, "flux", "notes", "sync.yaml"), func(*unstructured.Unstructured) {})
 	// Flux applies the first release on its own (the GitRepository's first
 	// fetch); the Kustomization is healthy once the node serves the image.
-	head := gitOut(t, gs.RepoPath("gitops.git"), "rev-parse", "main")
 	f.runNodeUntil(t, 120*time.Second, "Flux to apply the first release "+head, func() (bool, string) {
 		ks := kustomization(t, env)
 		ready := apimeta.FindStatusCondition(ks.Status.Conditions, meta.ReadyCondition)
-		return ready != nil && ready.Status == metav1.ConditionTrue && ks.Status.LastAppliedRevision == "main@sha1:"+head, describe(ks)
+		done := ready != nil && ready.Status == metav1.ConditionTrue && ks.Status.LastAppliedRevision == "main@sha1:"+head
+		if done {
+			return true, ""
+		}
+		return false, f.describeCluster(t)
 	})
 	f.checkApplied(t, ref)
 	return f, ref
@@ -193,7 +208,21 @@ func (f *seedFlow) runWhileNode(t *testing.T, tick func(), env []string, args ..
 		t.Fatalf("running notesctl: %v", err)
 	}
 	t.Logf("notesctl %s → exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	if r.code != 0 {
+		t.Logf("cluster: %s", f.describeCluster(t))
+	}
 	return r
+}
+
+// describeCluster says what Flux and the Deployment report, for failures.
+func (f *seedFlow) describeCluster(t *testing.T) string {
+	t.Helper()
+	var d appsv1.Deployment
+	if err := f.env.Client.Get(context.Background(), types.NamespacedName{Namespace: "notes", Name: "notes"}, &d); err != nil {
+		return "Deployment notes/notes: " + err.Error()
+	}
+	return fmt.Sprintf("Kustomization status %s; Deployment generation %d, status %+v; node runs %s (rolled out generation %d)",
+		describe(kustomization(t, f.env)), d.Generation, d.Status, f.node.image, f.node.generation)
 }
 
 // runNodeUntil lets the node follow the Deployment until ok holds.
@@ -512,6 +541,7 @@ func (n *runcNode) sync(t *testing.T) {
 		}
 		t.Fatalf("node: writing the Deployment status: %v", err)
 	}
+	t.Logf("node: Deployment notes/notes generation %d rolled out: %s", d.Generation, ctr.Image)
 	n.generation = d.Generation
 }
 
