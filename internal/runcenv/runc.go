@@ -158,6 +158,12 @@ func (c *Container) remove(t testing.TB) {
 // Dial connects to addr inside the container's network namespace: the
 // socket is made on an OS thread that joined the namespace, and stays in
 // it, wherever it is used afterwards.
+//
+// The thread then goes back to the host's namespace and to the scheduler.
+// It must not end: a locked thread whose goroutine returns is terminated,
+// and the kernel sends the Pdeathsig of every process started from that
+// thread (kubeenv's etcd, kube-apiserver and Flux controllers) - that
+// killed them at random while a test dialed a container.
 func (c *Container) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	type result struct {
 		conn net.Conn
@@ -165,23 +171,40 @@ func (c *Container) Dial(ctx context.Context, network, addr string) (net.Conn, e
 	}
 	ch := make(chan result, 1)
 	go func() {
-		// The thread is left in the container's namespace: it is never
-		// unlocked, so it ends with this goroutine instead of going back
-		// to the scheduler.
 		runtime.LockOSThread()
+		host, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{err: fmt.Errorf("this thread's network namespace: %w", err)}
+			return
+		}
+		defer unix.Close(host)
 		fd, err := unix.Open(c.netns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
+			runtime.UnlockOSThread()
 			ch <- result{err: fmt.Errorf("container %s network namespace: %w", c.ID, err)}
 			return
 		}
 		err = unix.Setns(fd, unix.CLONE_NEWNET)
 		unix.Close(fd)
 		if err != nil {
+			runtime.UnlockOSThread()
 			ch <- result{err: fmt.Errorf("joining the network namespace of container %s: %w", c.ID, err)}
 			return
 		}
 		var d net.Dialer
 		conn, err := d.DialContext(ctx, network, addr)
+		if rerr := unix.Setns(host, unix.CLONE_NEWNET); rerr != nil {
+			// The thread cannot go back: it stays locked and ends with
+			// this goroutine rather than run others in the container's
+			// namespace.
+			if conn != nil {
+				conn.Close()
+			}
+			ch <- result{err: fmt.Errorf("leaving the network namespace of container %s: %w", c.ID, rerr)}
+			return
+		}
+		runtime.UnlockOSThread()
 		ch <- result{conn, err}
 	}()
 	r := <-ch
