@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/notesctl/notesctl/internal/testenv"
 )
 
 // fakeRelease is a release server for tools/action/install.sh: it serves
@@ -75,9 +77,7 @@ type installRun struct {
 // runInstall runs install.sh with the environment action.yml gives it.
 func runInstall(t *testing.T, env map[string]string) installRun {
 	t.Helper()
-	if _, err := exec.LookPath("curl"); err != nil {
-		t.Skip("curl not installed")
-	}
+	testenv.LookPath(t, "curl", "apt-get install -y curl")
 	tmp := t.TempDir()
 	outFile := filepath.Join(tmp, "output")
 	os.WriteFile(outFile, nil, 0o644)

@@ -11,6 +11,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/notesctl/notesctl/internal/testenv"
 )
 
 // repoRoot is the notesctl checkout the tests run in.
@@ -93,9 +95,7 @@ func extractBinary(t testing.TB, archive []byte, dir string) string {
 // archive holds a stamped binary with fixed metadata, and checksums.txt
 // names it.
 func TestReleaseReproducible(t *testing.T) {
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("git not installed")
-	}
+	testenv.LookPath(t, "git", "apt-get install -y git")
 	a, b := t.TempDir(), t.TempDir()
 	runRelease(t, "v0.0.1-test", a)
 	runRelease(t, "v0.0.1-test", b)
