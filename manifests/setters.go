@@ -19,7 +19,6 @@ import (
 	"github.com/go-git/go-billy/v5"
 	"github.com/go-git/go-billy/v5/util"
 	"github.com/google/go-containerregistry/pkg/name"
-	yaml2 "go.yaml.in/yaml/v2"
 	"k8s.io/kube-openapi/pkg/validation/spec"
 	"sigs.k8s.io/kustomize/kyaml/yaml"
 )
@@ -32,7 +31,8 @@ import (
 // kyaml's yaml package (the yaml.v3 node API Flux's own reader uses), so
 // markers and positions are found exactly as Flux finds them.
 //
-// What counts as a marker, as in Flux:
+// What counts as a marker, as in Flux (image-automation-controller v1.2.0,
+// internal/update, over kyaml's fieldmeta):
 //   - only scalar nodes that are mapping values, sequence items or document
 //     roots (never mapping keys, never aliases);
 //   - the scalar's line comment, or its head comment when it has no line
@@ -42,15 +42,25 @@ import (
 //     ("#/definitions/io.k8s.cli.setters.NS:NAME"; see markerCandidates);
 //   - the name is a known policy's "NS:NAME", "NS:NAME:tag",
 //     "NS:NAME:name" or "NS:NAME:digest"; other names are ignored;
+//   - failing those, an OpenAPI schema comment with an inline setter of its
+//     own, {"x-k8s-cli": {"setter": {"name": N, "value": V}}}: Flux sets V
+//     whatever the policies (see resolveSetter), and so does notesctl;
 //   - only files named *.yaml, *.yml or Kustomization that contain the text
 //     "$imagepolicy" (with the double quotes) are parsed at all.
 //
-// Block scalars ('|' and '>') that carry a marker keep their header (and so
-// their chomping indicator) and get the new value as their only content line,
-// at the original content indentation; the value then reads as the new value
-// plus whatever line breaks the chomping indicator keeps, as before. An empty
-// block scalar has no indentation to follow, so its header is replaced by a
-// flow scalar instead.
+// The new token is what Flux's writer emits for the node as Flux's setter
+// leaves it (see planEdit and fluxScalar): the value with the node's style,
+// formatted for the setter's schema type, encoded by yaml.v3 with kyaml's
+// settings. A block scalar ('|' or '>') gets the header yaml.v3 writes for
+// the new value ("|-" for a value without a final line break, whatever
+// chomping or indentation indicator it had) and the value as its content, at
+// the original content indentation (the parent's plus two when it had no
+// content). internal/fluxparity runs Flux's own update code to check this
+// byte for byte. Known, deliberate differences: notesctl never writes a
+// non-string where a policy setter is (Flux keeps a null or number tag and
+// writes "!!null ghcr.io/..."), refuses a digest marker for a policy without
+// digest (Flux writes an empty value), and keeps the file's layout around
+// the changed values (Flux re-emits every file it changes).
 
 // markerToken is the text a file must contain to be parsed at all (Flux's
 // screening reader uses the same token).
@@ -151,6 +161,70 @@ func resolveMarker(comment string, known func(policyID string) bool) (policyID, 
 	return "", "", false
 }
 
+// cliExtension is the OpenAPI vendor extension that holds a setter.
+const cliExtension = "x-k8s-cli"
+
+// setterRef is what a marker comment sets, as Flux's setter filter reads
+// it: a setter Flux defines for a policy, or an inline setter, whose value
+// is in the comment itself.
+type setterRef struct {
+	policyID, field string // a policy setter (inline == false)
+
+	inline bool
+	name   string // inline: the setter's name
+	value  string // inline: the value Flux writes
+
+	// typ is the schema type Flux formats the new value with
+	// (yaml.FormatNonStringStyle): "string" for policy setters.
+	typ spec.StringOrArray
+}
+
+// resolveSetter reads a marker comment in the order kyaml's fieldmeta and
+// Flux's setter filter apply:
+//  1. the "$imagepolicy" short hand or a "$ref" that names a setter Flux
+//     defines for a known policy (see resolveMarker);
+//  2. else, when the comment is an OpenAPI schema (with a "$ref" that did
+//     not resolve, or none), its own "x-k8s-cli" extension: an inline
+//     setter {"x-k8s-cli": {"setter": {"name": N, "value": V}}} sets V,
+//     formatted by the schema's "type". Flux applies these in every file
+//     it reads (one containing "$imagepolicy"), whatever the policies.
+//
+// An "x-k8s-cli" member that is not an object with a "setter" object is an
+// error, as it fails Flux's whole update run. Not applicable (Flux defines
+// or reads none of them): substitutions ("io.k8s.cli.substitutions.*"),
+// v1 "x-kustomize" setters and partial setters.
+func resolveSetter(comment string, known func(policyID string) bool) (setterRef, bool, error) {
+	if id, field, ok := resolveMarker(comment, known); ok {
+		return setterRef{policyID: id, field: field, typ: spec.StringOrArray{"string"}}, true, nil
+	}
+	c := strings.TrimLeft(comment, "#")
+	var sch spec.Schema
+	if err := sch.UnmarshalJSON([]byte(c)); err != nil {
+		return setterRef{}, false, nil
+	}
+	ext, ok := sch.Extensions[cliExtension]
+	if !ok || ext == nil {
+		return setterRef{}, false, nil
+	}
+	var v struct {
+		Setter *struct {
+			Name  string `json:"name"`
+			Value string `json:"value"`
+		} `json:"setter,omitempty"`
+	}
+	b, err := json.Marshal(ext)
+	if err == nil {
+		err = json.Unmarshal(b, &v)
+	}
+	if err != nil {
+		return setterRef{}, false, fmt.Errorf("invalid %q setter in marker comment: %w", cliExtension, err)
+	}
+	if v.Setter == nil {
+		return setterRef{}, false, nil
+	}
+	return setterRef{inline: true, name: v.Setter.Name, value: v.Setter.Value, typ: sch.Type}, true, nil
+}
+
 // setterName is the marker reference for a policy and field.
 func setterName(policyID, field string) string {
 	if field == FieldImage {
@@ -186,9 +260,6 @@ var (
 	// Kubernetes object names (DNS subdomain) are what Flux policies use.
 	k8sNamePattern = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`)
 	yamlLinePrefix = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-	// YAML 1.1 base 60 numbers (1:20 is 80 there); yaml.v2 reads them as
-	// strings but other YAML 1.1 tools do not.
-	sexagesimal = regexp.MustCompile(`^[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?$`)
 )
 
 // validatePolicies checks the policies once so that the engine can write
@@ -248,7 +319,9 @@ type marked struct {
 	node     *yaml.Node
 	policyID string
 	field    string
+	set      setterRef
 	flow     bool // inside a flow collection: ",[]{}" cannot be plain
+	indent   int  // column (0-based) of the key or "-" the value belongs to; -2 at a document root
 	obj      objectMeta
 }
 
@@ -292,10 +365,12 @@ func metaOf(n *yaml.Node) objectMeta {
 
 // collectMarkers walks documents the way Flux's setter filter does and
 // returns every scalar with a marker for a known policy, in document order.
-func collectMarkers(docs []*yaml.Node, known func(policyID string) bool) []marked {
+// With inline set, inline "x-k8s-cli" setters are returned too.
+func collectMarkers(docs []*yaml.Node, known func(policyID string) bool, inline bool) ([]marked, error) {
 	var out []marked
-	var walk func(n *yaml.Node, flow bool, obj objectMeta)
-	walk = func(n *yaml.Node, flow bool, obj objectMeta) {
+	var firstErr error
+	var walk func(n *yaml.Node, flow bool, indent int, obj objectMeta)
+	walk = func(n *yaml.Node, flow bool, indent int, obj objectMeta) {
 		if n == nil {
 			return
 		}
@@ -303,16 +378,20 @@ func collectMarkers(docs []*yaml.Node, known func(policyID string) bool) []marke
 		case yaml.MappingNode:
 			flow = flow || n.Style&yaml.FlowStyle != 0
 			for i := 1; i < len(n.Content); i += 2 {
-				walk(n.Content[i], flow, obj)
+				walk(n.Content[i], flow, n.Content[i-1].Column-1, obj)
 			}
 		case yaml.SequenceNode:
 			flow = flow || n.Style&yaml.FlowStyle != 0
 			for _, c := range n.Content {
-				walk(c, flow, obj)
+				walk(c, flow, n.Column-1, obj)
 			}
 		case yaml.ScalarNode:
-			if id, field, ok := resolveMarker(markerComment(n), known); ok {
-				out = append(out, marked{node: n, policyID: id, field: field, flow: flow, obj: obj})
+			s, ok, err := resolveSetter(markerComment(n), known)
+			if err != nil && firstErr == nil {
+				firstErr = fmt.Errorf("line %d: %w", n.Line, err)
+			}
+			if ok && (inline || !s.inline) {
+				out = append(out, marked{node: n, policyID: s.policyID, field: s.field, set: s, flow: flow, indent: indent, obj: obj})
 			}
 		}
 	}
@@ -330,17 +409,17 @@ func collectMarkers(docs []*yaml.Node, known func(policyID string) bool) []marke
 				if k.Value == "items" && v.Kind == yaml.SequenceNode {
 					f := flow || v.Style&yaml.FlowStyle != 0
 					for _, item := range v.Content {
-						walk(item, f, metaOf(item))
+						walk(item, f, v.Column-1, metaOf(item))
 					}
 					continue
 				}
-				walk(v, flow, obj)
+				walk(v, flow, k.Column-1, obj)
 			}
 			continue
 		}
-		walk(root, false, obj)
+		walk(root, false, -2, obj)
 	}
-	return out
+	return out, firstErr
 }
 
 // parseDocuments decodes every document of a YAML stream into nodes.
@@ -413,8 +492,9 @@ type edit struct {
 	start, end int
 	node       *yaml.Node
 	want       string // the value the node must read as afterwards
+	wantTag    string // and the tag it must resolve to
 	line       int
-	render     func(forceDouble bool) string // the new token; block rewrites ignore forceDouble
+	render     func(forceDouble bool) string // the new token
 }
 
 func updateBytes(path string, data []byte, byID map[string]Policy) (*fileResult, error) {
@@ -431,13 +511,23 @@ func updateBytes(path string, data []byte, byID map[string]Policy) (*fileResult,
 	}
 	idx := newLineIndex(data)
 	var edits []*edit
-	for _, m := range collectMarkers(docs, func(id string) bool { _, ok := byID[id]; return ok }) {
-		p := byID[m.policyID]
-		res.found[m.policyID] = true
-		setter := setterName(m.policyID, m.field)
-		want, ok := p.value(m.field)
-		if !ok {
-			return nil, fmt.Errorf("%s:%d: marker %q needs a digest, but image policy %q has none", path, m.node.Line, setter, m.policyID)
+	markers, err := collectMarkers(docs, func(id string) bool { _, ok := byID[id]; return ok }, true)
+	if err != nil {
+		return nil, fmt.Errorf("%s:%w", path, err)
+	}
+	for _, m := range markers {
+		var setter, want string
+		if m.set.inline {
+			// Flux sets inline setters in every file it reads.
+			setter, want = m.set.name, m.set.value
+		} else {
+			p := byID[m.policyID]
+			res.found[m.policyID] = true
+			setter = setterName(m.policyID, m.field)
+			var ok bool
+			if want, ok = p.value(m.field); !ok {
+				return nil, fmt.Errorf("%s:%d: marker %q needs a digest, but image policy %q has none", path, m.node.Line, setter, m.policyID)
+			}
 		}
 		e, err := planEdit(path, data, idx, m, want)
 		if err != nil {
@@ -488,9 +578,9 @@ func applyEdits(path string, data []byte, docs []*yaml.Node, edits []*edit) ([]b
 		}
 		buf.Write(data[prev:])
 		out := buf.Bytes()
-		want := make(map[*yaml.Node]string, len(edits))
+		want := make(map[*yaml.Node]*edit, len(edits))
 		for _, e := range edits {
-			want[e.node] = e.want
+			want[e.node] = e
 		}
 		if lastErr = verifyRewrite(path, docs, out, want); lastErr == nil {
 			return out, nil
@@ -500,9 +590,9 @@ func applyEdits(path string, data []byte, docs []*yaml.Node, edits []*edit) ([]b
 }
 
 // verifyRewrite parses out and compares it with the original documents:
-// every node the same except the scalars in want, which must now be plain
-// strings with the wanted values.
-func verifyRewrite(path string, docs []*yaml.Node, out []byte, want map[*yaml.Node]string) error {
+// every node the same except the scalars in want, which must now read as
+// the wanted values with the wanted tags (a string for policy setters).
+func verifyRewrite(path string, docs []*yaml.Node, out []byte, want map[*yaml.Node]*edit) error {
 	newDocs, err := parseDocuments(path, out)
 	if err != nil {
 		return err
@@ -518,9 +608,9 @@ func verifyRewrite(path string, docs []*yaml.Node, out []byte, want map[*yaml.No
 		if a.Anchor != b.Anchor || a.HeadComment != b.HeadComment || a.LineComment != b.LineComment || a.FootComment != b.FootComment {
 			return fmt.Errorf("%s:%d: anchor or comments changed", path, a.Line)
 		}
-		if w, ok := want[a]; ok {
-			if b.Value != w || b.ShortTag() != "!!str" {
-				return fmt.Errorf("%s:%d: value reads as %s %q, want string %q", path, a.Line, b.ShortTag(), b.Value, w)
+		if e, ok := want[a]; ok {
+			if b.Value != e.want || b.ShortTag() != e.wantTag {
+				return fmt.Errorf("%s:%d: value reads as %s %q, want %s %q", path, a.Line, b.ShortTag(), b.Value, e.wantTag, e.want)
 			}
 			return nil
 		}
@@ -543,7 +633,9 @@ func verifyRewrite(path string, docs []*yaml.Node, out []byte, want map[*yaml.No
 }
 
 // planEdit works out where the marked scalar's token is in data and what to
-// write there. It returns nil when the value is already set.
+// write there: exactly the token Flux's writer (kyaml, yaml.v3) emits for the
+// node as Flux's setter leaves it (see fluxScalar), in the same context. It
+// returns nil when the value is already set.
 func planEdit(path string, data []byte, idx *lineIndex, m marked, want string) (*edit, error) {
 	n := m.node
 	block := n.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0
@@ -551,14 +643,10 @@ func planEdit(path string, data []byte, idx *lineIndex, m marked, want string) (
 	if n.Style&yaml.TaggedStyle != 0 && !isString {
 		return nil, fmt.Errorf("%s:%d: marked value has the explicit tag %s; refusing to write a string there", path, n.Line, n.Tag)
 	}
-	// A value that already reads as wanted is left alone; one that has the
-	// wanted text but reads as a number, bool or null (plain 1.10) is
-	// rewritten quoted, so that the image field really is the string.
-	if block {
-		if strings.TrimRight(n.Value, "\n") == want {
-			return nil, nil
-		}
-	} else if n.Value == want && isString {
+	// Flux writes a value only when it differs. notesctl also rewrites a
+	// policy value that has the wanted text but reads as a number, bool or
+	// null (plain 1.10), so that the image field really is the string.
+	if n.Value == want && (isString || m.set.inline) {
 		return nil, nil
 	}
 	fail := func(why string) error {
@@ -572,86 +660,177 @@ func planEdit(path string, data []byte, idx *lineIndex, m marked, want string) (
 	if off >= len(data) {
 		return nil, fail("value missing")
 	}
-	e := &edit{start: off, node: n, want: want, line: n.Line}
+	tok := fluxScalar(n, want, m.set)
+	e := &edit{start: off, node: n, want: want, wantTag: tok.ShortTag(), line: n.Line}
+	// The old token is data[off:end]; after it, up to tailEnd, what stays
+	// on its line (a comment); the lines up to e.end are replaced.
+	var end, tailEnd int
+	pad := m.indent + 2
+	if pad < 2 {
+		pad = 2
+	}
 	style := n.Style &^ yaml.TaggedStyle
 	switch {
 	case block:
-		return planBlockEdit(data, idx, m, e, fail)
+		hdrEnd, contentEnd, indent, err := blockExtent(data, idx, n, off)
+		if err != nil {
+			return nil, fail(err.Error())
+		}
+		end = hdrEnd
+		tailEnd = lineEnd(data, hdrEnd)
+		e.end = tailEnd
+		if contentEnd > 0 {
+			e.end = contentEnd
+			pad = indent
+		}
 	case style&yaml.DoubleQuotedStyle != 0:
-		end, ok := quotedEnd(data, off, '"')
-		if !ok {
+		if end, ok = quotedEnd(data, off, '"'); !ok {
 			return nil, fail("unterminated double-quoted scalar")
 		}
-		e.end = end
-		e.render = func(bool) string { return doubleQuote(want) }
 	case style&yaml.SingleQuotedStyle != 0:
-		end, ok := quotedEnd(data, off, '\'')
-		if !ok {
+		if end, ok = quotedEnd(data, off, '\''); !ok {
 			return nil, fail("unterminated single-quoted scalar")
 		}
-		e.end = end
-		e.render = func(force bool) string {
-			if force || !singleQuotable(want) {
-				return doubleQuote(want)
-			}
-			return "'" + strings.ReplaceAll(want, "'", "''") + "'"
-		}
 	default:
-		end, ok := plainEnd(data, off, n.Value)
-		if !ok {
+		if end, ok = plainEnd(data, off, n.Value); !ok {
 			return nil, fail("plain scalar text does not match its value")
 		}
-		e.end = end
-		flow := m.flow
-		e.render = func(force bool) string {
-			if force || !plainSafe(want, flow) {
-				return doubleQuote(want)
-			}
-			return want
-		}
 	}
+	if !block {
+		e.end = end
+		tailEnd = end
+	}
+	br := "\n"
+	if le := lineEnd(data, off); le < len(data) && data[le] == '\r' {
+		br = "\r\n"
+	}
+	flow := m.flow
+	e.render = func(forceDouble bool) string {
+		t := *tok
+		if forceDouble {
+			t.Style = yaml.DoubleQuotedStyle
+		}
+		first, more, err := encodeScalar(&t, flow)
+		if err != nil {
+			first, more = doubleQuote(want), nil
+		}
+		if len(more) == 0 {
+			// The rest of the old token's line stays; the content lines
+			// of a block scalar that becomes a flow scalar go.
+			return first + string(data[end:tailEnd])
+		}
+		// A block scalar (or a flow scalar Flux writes over several
+		// lines): the header where the old token was, the rest of that
+		// line as it is, then the content lines.
+		if e.end == end {
+			e.end = lineEnd(data, end)
+			tailEnd = e.end
+		}
+		var b strings.Builder
+		b.WriteString(first)
+		b.Write(data[end:tailEnd])
+		for _, l := range more {
+			b.WriteString(br)
+			if l != "" {
+				b.WriteString(strings.Repeat(" ", pad))
+				b.WriteString(l)
+			}
+		}
+		return b.String()
+	}
+	// The extent must be known before the edits are ordered: render once.
+	e.render(false)
 	return e, nil
 }
 
-// planBlockEdit rewrites a literal or folded block scalar: the header stays,
-// the content becomes one line holding the new value.
-func planBlockEdit(data []byte, idx *lineIndex, m marked, e *edit, fail func(string) error) (*edit, error) {
-	n := m.node
-	off := e.start
-	if c := data[off]; c != '|' && c != '>' {
-		return nil, fail("block scalar header not found")
+// fluxScalar is the node Flux's setter leaves: the new value, the original
+// style and tag, formatted for the setter schema's type
+// (yaml.FormatNonStringStyle: a YAML 1.1 non-string is double-quoted for a
+// string setter, a quoted number unquoted for an integer one). One
+// deliberate difference: a policy setter always writes a string, where Flux
+// keeps a non-string tag (plain 1 or null, written back as "!!int ghcr.io/...").
+func fluxScalar(n *yaml.Node, value string, s setterRef) *yaml.Node {
+	c := &yaml.Node{Kind: yaml.ScalarNode, Style: n.Style &^ yaml.TaggedStyle, Tag: n.Tag, Value: value}
+	if c.Tag == "" {
+		c.Tag = n.ShortTag()
 	}
-	hdrEnd := off + 1
+	if len(s.typ) > 0 {
+		yaml.FormatNonStringStyle(c, spec.Schema{SchemaProps: spec.SchemaProps{Type: s.typ}})
+	}
+	if !s.inline {
+		c.Tag = "!!str"
+	}
+	return c
+}
+
+// encodeScalar returns the token yaml.v3 (with kyaml's encoder settings, as
+// Flux writes files) emits for n as a block mapping value or, with flow, as
+// a flow sequence item: its first line, and further lines (block scalar
+// content) without their base indentation.
+func encodeScalar(n *yaml.Node, flow bool) (string, []string, error) {
+	var doc *yaml.Node
+	prefix, suffix := "k: ", ""
+	if flow {
+		doc = &yaml.Node{Kind: yaml.SequenceNode, Style: yaml.FlowStyle, Content: []*yaml.Node{n}}
+		prefix, suffix = "[", "]"
+	} else {
+		doc = &yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{{Kind: yaml.ScalarNode, Tag: "!!str", Value: "k"}, n}}
+	}
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	if err := enc.Encode(doc); err != nil {
+		return "", nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return "", nil, err
+	}
+	s := strings.TrimSuffix(buf.String(), "\n")
+	if !strings.HasPrefix(s, prefix) || !strings.HasSuffix(s, suffix) {
+		return "", nil, fmt.Errorf("unexpected encoding %q", s)
+	}
+	lines := strings.Split(strings.TrimSuffix(strings.TrimPrefix(s, prefix), suffix), "\n")
+	for i := 1; i < len(lines); i++ {
+		if lines[i] != "" && !strings.HasPrefix(lines[i], "  ") {
+			return "", nil, fmt.Errorf("unexpected encoding %q", s)
+		}
+		lines[i] = strings.TrimPrefix(lines[i], "  ")
+	}
+	return lines[0], lines[1:], nil
+}
+
+// lineEnd returns the offset of the line break ending the line at off (or
+// the end of data).
+func lineEnd(data []byte, off int) int {
+	for off < len(data) && breakWidth(data, off) == 0 {
+		off++
+	}
+	return off
+}
+
+// blockExtent finds the parts of a literal or folded block scalar whose
+// header is at off: the end of its header indicators, the end of its last
+// content line (0 when it has no content) and its content indentation.
+func blockExtent(data []byte, idx *lineIndex, n *yaml.Node, off int) (hdrEnd, contentEnd, indent int, err error) {
+	if c := data[off]; c != '|' && c != '>' {
+		return 0, 0, 0, errors.New("block scalar header not found")
+	}
+	hdrEnd = off + 1
 	for hdrEnd < len(data) && strings.IndexByte("+-0123456789", data[hdrEnd]) >= 0 {
 		hdrEnd++
 	}
-	trailing := n.Value[len(strings.TrimRight(n.Value, "\n")):]
 	content := strings.TrimLeft(n.Value, "\n")
 	if strings.TrimRight(content, "\n") == "" {
-		// No content line to take the indentation from: replace the header
-		// with a flow scalar.
-		e.end = hdrEnd
-		e.render = func(bool) string {
-			if plainSafe(e.want, m.flow) {
-				return e.want
-			}
-			return doubleQuote(e.want)
-		}
-		return e, nil
+		return hdrEnd, 0, 0, nil
 	}
 	headerLine, _ := idx.position(data, off)
 	first := headerLine + 1 // first content line (1-based)
-	start, ok := idx.lineStart(first)
-	if !ok {
-		return nil, fail("block scalar content missing")
-	}
 	// The content indentation is what the first non-empty content line has
 	// beyond its value text.
 	firstValueLine := content
 	if i := strings.IndexByte(firstValueLine, '\n'); i >= 0 {
 		firstValueLine = firstValueLine[:i]
 	}
-	indent := -1
+	indent = -1
 	last := 0
 	for l := first; ; l++ {
 		text, ok := idx.lineText(data, l)
@@ -665,7 +844,7 @@ func planBlockEdit(data []byte, idx *lineIndex, m marked, e *edit, fail func(str
 		if indent < 0 {
 			indent = sp - (len(firstValueLine) - len(strings.TrimLeft(firstValueLine, " ")))
 			if indent < 0 {
-				return nil, fail("block scalar indentation")
+				return 0, 0, 0, errors.New("block scalar indentation")
 			}
 		} else if sp < indent {
 			break
@@ -673,17 +852,11 @@ func planBlockEdit(data []byte, idx *lineIndex, m marked, e *edit, fail func(str
 		last = l
 	}
 	if indent < 0 || last == 0 {
-		return nil, fail("block scalar content not found")
+		return 0, 0, 0, errors.New("block scalar content not found")
 	}
 	lastStart, _ := idx.lineStart(last)
 	lastText, _ := idx.lineText(data, last)
-	e.start = start
-	e.end = lastStart + len(lastText)
-	e.want += trailing
-	pad := strings.Repeat(" ", indent)
-	value := strings.TrimRight(e.want, "\n")
-	e.render = func(bool) string { return pad + value }
-	return e, nil
+	return hdrEnd, lastStart + len(lastText), indent, nil
 }
 
 // skipProperties moves past an anchor and/or tag: yaml.v3 reports a node's
@@ -791,55 +964,6 @@ func plainEnd(data []byte, off int, value string) (int, bool) {
 		j++
 	}
 	return j, true
-}
-
-// plainSafe reports whether v can be written as a plain scalar and still read
-// back as exactly the string v, under YAML 1.2 (yaml.v3) and YAML 1.1 rules
-// alike (kyaml and older tools read 1.1: "yes", "on" or "1_000" are not
-// strings there). Anything in doubt is quoted.
-func plainSafe(v string, flow bool) bool {
-	if v == "" || v != strings.TrimSpace(v) {
-		return false
-	}
-	if strings.ContainsAny(v[:1], "-?:,[]{}#&*!|>'\"%@`") {
-		return false
-	}
-	if strings.Contains(v, ": ") || strings.Contains(v, " #") || strings.HasSuffix(v, ":") {
-		return false
-	}
-	if flow && strings.ContainsAny(v, ",[]{}") {
-		return false
-	}
-	if sexagesimal.MatchString(v) {
-		return false
-	}
-	for _, r := range v {
-		if r == utf8.RuneError || !unicode.IsPrint(r) || r == '\t' {
-			return false
-		}
-	}
-	var n yaml.Node
-	if err := yaml.Unmarshal([]byte(v), &n); err != nil || len(n.Content) != 1 {
-		return false
-	}
-	if c := n.Content[0]; c.Kind != yaml.ScalarNode || c.ShortTag() != "!!str" || c.Value != v || c.Style != 0 {
-		return false
-	}
-	var old interface{}
-	if err := yaml2.Unmarshal([]byte(v), &old); err != nil {
-		return false
-	}
-	s, ok := old.(string)
-	return ok && s == v
-}
-
-func singleQuotable(v string) bool {
-	for _, r := range v {
-		if r == utf8.RuneError || !unicode.IsPrint(r) {
-			return false
-		}
-	}
-	return true
 }
 
 // doubleQuote writes v as a YAML double-quoted scalar.
@@ -1240,7 +1364,8 @@ func Current(fsys billy.Filesystem, root string, policyID string) ([]Found, erro
 		if err != nil {
 			return nil
 		}
-		for _, m := range collectMarkers(docs, func(id string) bool { return id == policyID }) {
+		markers, _ := collectMarkers(docs, func(id string) bool { return id == policyID }, false)
+		for _, m := range markers {
 			v := m.node.Value
 			if m.node.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0 {
 				v = strings.TrimRight(v, "\n")

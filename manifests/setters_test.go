@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -145,34 +146,63 @@ func formatReport(res *Result, err error) string {
 }
 
 // testMarker reads a marker independently of the engine: the first
-// non-empty of line and head comment, as kyaml's fieldmeta does.
-func testMarker(n *yaml.Node, policies []Policy) (string, bool) {
+// non-empty of line and head comment, as kyaml's fieldmeta does, then, as
+// Flux's setters resolve it: the "$imagepolicy" short hand naming a known
+// policy setter, else a "$ref" to one (#/definitions/io.k8s.cli.setters.X),
+// else the comment's own inline "x-k8s-cli" setter (inline is true).
+func testMarker(n *yaml.Node, policies []Policy) (want string, inline, ok bool) {
 	c := n.LineComment
 	if c == "" {
 		c = n.HeadComment
 	}
-	var m map[string]string
-	if json.Unmarshal([]byte(strings.TrimLeft(c, "#")), &m) != nil {
+	c = strings.TrimLeft(c, "#")
+	lookup := func(ref string) (string, bool) {
+		for _, p := range policies {
+			full := p.Image + ":" + p.Tag
+			if p.Digest != "" {
+				full += "@" + p.Digest
+			}
+			switch ref {
+			case p.Namespace + ":" + p.Name:
+				return full, true
+			case p.Namespace + ":" + p.Name + ":tag":
+				return p.Tag, true
+			case p.Namespace + ":" + p.Name + ":name":
+				return p.Image, true
+			case p.Namespace + ":" + p.Name + ":digest":
+				return p.Digest, p.Digest != ""
+			}
+		}
 		return "", false
 	}
-	ref := m["$imagepolicy"]
-	for _, p := range policies {
-		full := p.Image + ":" + p.Tag
-		if p.Digest != "" {
-			full += "@" + p.Digest
-		}
-		switch ref {
-		case p.Namespace + ":" + p.Name:
-			return full, true
-		case p.Namespace + ":" + p.Name + ":tag":
-			return p.Tag, true
-		case p.Namespace + ":" + p.Name + ":name":
-			return p.Image, true
-		case p.Namespace + ":" + p.Name + ":digest":
-			return p.Digest, p.Digest != ""
+	var m map[string]string
+	if json.Unmarshal([]byte(c), &m) == nil {
+		if v, ok := lookup(m["$imagepolicy"]); ok {
+			return v, false, true
 		}
 	}
-	return "", false
+	var sch struct {
+		Ref string `json:"$ref"`
+		CLI *struct {
+			Setter *struct{ Value string } `json:"setter"`
+		} `json:"x-k8s-cli"`
+	}
+	if json.Unmarshal([]byte(c), &sch) != nil {
+		return "", false, false
+	}
+	if _, frag, found := strings.Cut(sch.Ref, "#"); found {
+		if name, found := strings.CutPrefix(frag, "/definitions/io.k8s.cli.setters."); found {
+			if name, err := url.PathUnescape(name); err == nil {
+				if v, ok := lookup(name); ok {
+					return v, false, true
+				}
+			}
+		}
+	}
+	if sch.CLI != nil && sch.CLI.Setter != nil {
+		return sch.CLI.Setter.Value, true, true
+	}
+	return "", false, false
 }
 
 // checkOnlyMarkedChanged parses old and new and walks both trees: every
@@ -204,16 +234,20 @@ func checkOnlyMarkedChanged(t *testing.T, file string, old, new []byte, policies
 			return
 		}
 		if a.Kind == yaml.ScalarNode && value {
-			if want, ok := testMarker(a, policies); ok {
+			if want, inline, ok := testMarker(a, policies); ok {
+				if inline {
+					// Typed as its schema says: only the text is Flux's.
+					if b.Value != want {
+						t.Errorf("%s:%d: inline setter value %q, want %q", file, b.Line, b.Value, want)
+					}
+					return
+				}
 				var v any
 				if err := b.Decode(&v); err != nil {
 					t.Errorf("%s:%d: %v", file, b.Line, err)
 					return
 				}
 				s, isString := v.(string)
-				if a.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0 {
-					s = strings.TrimRight(s, "\n")
-				}
 				if !isString || s != want {
 					t.Errorf("%s:%d: marked value decodes as %T %#v, want string %q", file, b.Line, v, v, want)
 				}
@@ -546,42 +580,6 @@ func TestLineIndex(t *testing.T) {
 	}
 }
 
-func TestPlainSafe(t *testing.T) {
-	tests := []struct {
-		v    string
-		flow bool
-		want bool
-	}{
-		{"ghcr.io/acme/notes:main-b9060af-1746598316-hugo0.145.0", false, true},
-		{"localhost:5000/x@sha256:abc", false, true},
-		{"v1,2", false, true},
-		{"v1,2", true, false},
-		{"", false, false},
-		{" x", false, false},
-		{"a: b", false, false},
-		{"a #b", false, false},
-		{"a:", false, false},
-		{"-x", false, false},
-		{"*x", false, false},
-		{"~", false, false},
-		{"NULL", false, false},
-		{"off", false, false},
-		{"1e3", false, false},
-		{"0x1F", false, false},
-		{"1:20", false, false}, // YAML 1.1 sexagesimal
-		{".5", false, false},
-		{"1.10", false, false},
-		{"2024-01-01", false, false}, // timestamp
-		{"<<", false, false},
-		{"a\tb", false, false},
-	}
-	for _, tt := range tests {
-		if got := plainSafe(tt.v, tt.flow); got != tt.want {
-			t.Errorf("plainSafe(%q, flow=%v) = %v, want %v", tt.v, tt.flow, got, tt.want)
-		}
-	}
-}
-
 func TestDoubleQuoteRoundTrip(t *testing.T) {
 	for _, v := range []string{"", "plain", `q"uote`, `back\slash`, "tab\tnl\ncr\r", "\x00\x1f\x7f", "é☃😀", "\u0085\u2028\ufeff", "\xff"} {
 		var got struct{ V string }
@@ -714,7 +712,7 @@ func TestApplyEditsSafetyNet(t *testing.T) {
 	}
 	node := docs[0].Content[0].Content[1]
 	mk := func(render func(bool) string) []*edit {
-		return []*edit{{start: 3, end: 6, node: node, want: "new: x", line: 1, render: render}}
+		return []*edit{{start: 3, end: 6, node: node, want: "new: x", wantTag: "!!str", line: 1, render: render}}
 	}
 	out, err := applyEdits("f.yaml", src, docs, mk(func(force bool) string {
 		if force {
