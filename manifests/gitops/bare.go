@@ -13,6 +13,7 @@ import (
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	formatcfg "github.com/go-git/go-git/v5/plumbing/format/config"
+	"github.com/go-git/go-git/v5/storage/filesystem"
 )
 
 // A bare repository on this machine is written in place: the new objects go
@@ -181,6 +182,9 @@ func (s *session) commitInPlace(ctx context.Context, edit Edit) (*CommitResult, 
 // the edit is worth running again on the new tip. A guard held by a live
 // notesctl is not: takeLock has waited for it already.
 func (s *session) commitInPlaceOnce(ctx context.Context, repo *git.Repository, gitDir string, edit Edit) (res *CommitResult, retry bool, err error) {
+	// Whatever this round turns out to do (a no-op, an error), a dead
+	// run's guard goes first; see recoverDeadGuard.
+	s.recoverDeadGuard(gitDir)
 	if _, err := repo.Reference(s.branchRef(), true); errors.Is(err, plumbing.ErrReferenceNotFound) {
 		// As over the wire: an empty repository gets the branch, one
 		// with other branches is probably the wrong branch name.
@@ -229,6 +233,38 @@ func countBranches(repo *git.Repository) (int, error) {
 	n := 0
 	err = iter.ForEach(func(*plumbing.Reference) error { n++; return nil })
 	return n, err
+}
+
+// recoverDeadGuard removes the ref guard of a notesctl run on this host
+// that is no longer running, and the ref lock it names if that lock holds
+// the dead run's commit (as takeLock does when it finds the guard). A run
+// killed after its ref update landed but before it removed its guard leaves
+// a guard behind; the next run usually has nothing to commit (the commit is
+// there already) and so never takes the guard itself, which left it for
+// ever. Every in-place round calls this first, whatever it goes on to do.
+func (s *session) recoverDeadGuard(gitDir string) {
+	guard := filepath.Join(gitDir, refGuardFile)
+	held, err := os.ReadFile(guard)
+	if err != nil {
+		return
+	}
+	host, _ := os.Hostname()
+	if o, ours := parseLockOwner(held); ours && o.host == host && !processRunning(o.pid) {
+		s.breakStaleLock(guard, held, o, func(h string) { s.removeAbandonedRefLock(gitDir, h) })
+	}
+}
+
+// recoverDeadGuardOf is recoverDeadGuard for the repository Open reads in
+// place: a release that finds its image deployed already (the dead run's
+// commit landed) ends without a commit round, so Open recovers the guard.
+// A read-only run writes nothing and leaves it.
+func (s *session) recoverDeadGuardOf(repo *git.Repository) {
+	if s.opts.ReadOnly {
+		return
+	}
+	if st, ok := repo.Storer.(*filesystem.Storage); ok {
+		s.recoverDeadGuard(st.Filesystem().Root())
+	}
 }
 
 // guardedUpdate reads the ref and the commit a ref guard's owner line names.

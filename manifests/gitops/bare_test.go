@@ -341,6 +341,102 @@ func TestCommitBareInPlaceAbandonedRefLock(t *testing.T) {
 	}
 }
 
+// TestCommitBareInPlaceNoopClearsDeadGuard: a run killed after its ref
+// update landed, before it removed its guard, leaves the guard naming the
+// commit that is now the tip. The next run has nothing to commit (a no-op)
+// and must still clear that guard, and a ref lock of the dead run's commit
+// with it; a guard of a running notesctl stays.
+func TestCommitBareInPlaceNoopClearsDeadGuard(t *testing.T) {
+	gitserver.RequireGit(t)
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	const tag = "main-b9060af-1746598316-hugo0.145.0"
+	for _, tc := range []struct {
+		name      string
+		pid       int
+		refLock   bool // the dead run also left the branch's ref lock, holding its commit
+		openOnly  bool // Open the repository instead of committing (a release that skips)
+		readOnly  bool
+		wantGuard bool
+	}{
+		{name: "dead run's guard", pid: dead.Process.Pid},
+		{name: "dead run's guard and ref lock", pid: dead.Process.Pid, refLock: true},
+		{name: "running notesctl's guard", pid: os.Getpid(), wantGuard: true},
+		// A release that finds its image deployed only opens the repository.
+		{name: "dead run's guard, open only", pid: dead.Process.Pid, refLock: true, openOnly: true},
+		{name: "dead run's guard, read-only open", pid: dead.Process.Pid, openOnly: true, readOnly: true, wantGuard: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bare := filepath.Join(t.TempDir(), "gitops.git")
+			seed := gitserver.SeedBareRepo(t, bare, "main", gitopsSeed(t))
+			opts := gitopsOptions(bare)
+			opts.MaxAttempts = 2
+			first, err := Commit(context.Background(), opts, gitopsSetTag(tag))
+			if err != nil || !first.Changed {
+				t.Fatalf("first Commit = %+v, %v", first, err)
+			}
+			gitopsVerifyCommit(t, bare, seed, tag)
+			// What the killed run left: its guard, naming the commit that landed.
+			guard := fmt.Sprintf("notesctl pid=%d host=%s started=%s ref=refs/heads/main new=%s\n",
+				tc.pid, host, time.Now().Add(-time.Minute).UTC().Format(time.RFC3339), first.Hash)
+			guardFile := filepath.Join(bare, refGuardFile)
+			if err := os.WriteFile(guardFile, []byte(guard), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			refLock := filepath.Join(bare, "refs", "heads", "main.lock")
+			if tc.refLock {
+				if err := os.WriteFile(refLock, []byte(first.Hash+"\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var logs strings.Builder
+			opts.Logger = func(format string, args ...any) { fmt.Fprintf(&logs, format+"\n", args...) }
+			opts.ReadOnly = tc.readOnly
+			if tc.openOnly {
+				ws, err := Open(context.Background(), opts)
+				if err != nil {
+					t.Fatalf("Open: %v\nlog:\n%s", err, logs.String())
+				}
+				if ws.Head().Hash != first.Hash {
+					t.Fatalf("Open read %s, want %s", ws.Head().Hash, first.Hash)
+				}
+			} else {
+				res, err := Commit(context.Background(), opts, gitopsSetTag(tag))
+				if err != nil {
+					t.Fatalf("no-op Commit: %v\nlog:\n%s", err, logs.String())
+				}
+				if res.Changed || res.Hash != first.Hash {
+					t.Fatalf("no-op Commit = %+v, want no change at %s", res, first.Hash)
+				}
+			}
+			opts.ReadOnly = false
+			_, gerr := os.Stat(guardFile)
+			if tc.wantGuard {
+				if gerr != nil {
+					t.Fatalf("the guard of a running notesctl was removed: %v", gerr)
+				}
+				return
+			}
+			if !errors.Is(gerr, os.ErrNotExist) {
+				t.Errorf("the dead run's guard is left behind after a no-op run\nlog:\n%s", logs.String())
+			}
+			if _, err := os.Stat(refLock); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("the dead run's ref lock is left behind")
+			}
+			if !strings.Contains(logs.String(), "removed the stale lock "+guardFile) {
+				t.Errorf("the removal is not reported:\n%s", logs.String())
+			}
+			// And the branch moves again.
+			if _, err := Commit(context.Background(), opts, gitopsSetTag("main-c9060af-1746598400-hugo0.145.0")); err != nil {
+				t.Fatalf("next Commit: %v", err)
+			}
+		})
+	}
+}
+
 // TestCommitBareInPlaceKilled: a child process commits in place in a loop
 // and is killed with SIGKILL at a random moment, 40 times; after every
 // kill the next commit must land (nothing the dead run left may block it),

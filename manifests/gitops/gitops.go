@@ -188,6 +188,7 @@ func Open(ctx context.Context, opts Options) (*Workspace, error) {
 		if err != nil {
 			return nil, fmt.Errorf("open %s: %w", s.display, err)
 		}
+		s.recoverDeadGuardOf(repo)
 		// A commit an interrupted run left half done is finished first, so
 		// that a run that finds nothing to do leaves the worktree right too.
 		if s.local.direct && !s.opts.ReadOnly {
