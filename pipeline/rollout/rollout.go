@@ -33,6 +33,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	kstatus "sigs.k8s.io/cli-utils/pkg/kstatus/status"
+
+	"github.com/notesctl/notesctl/registry"
 )
 
 // The resources the package reads. A dynamic client keeps the binary
@@ -601,15 +603,15 @@ func inventoryDeployments(ks *kustomizev1.Kustomization) []types.NamespacedName 
 	return out
 }
 
-// imageRepository strips tag and digest from a reference.
+// imageRepository strips tag and digest from a reference, keeping the
+// repository as written (registry.ParseRef). A string that is no image
+// reference is returned as it is: it names no repository to match.
 func imageRepository(ref string) string {
-	if i := strings.Index(ref, "@"); i >= 0 {
-		ref = ref[:i]
+	r, err := registry.ParseRef(ref)
+	if err != nil {
+		return ref
 	}
-	if i := strings.LastIndex(ref, ":"); i >= 0 && !strings.Contains(ref[i:], "/") {
-		ref = ref[:i]
-	}
-	return ref
+	return r.Repository
 }
 
 // runsImage returns the image of the first container (or init container)

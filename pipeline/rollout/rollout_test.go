@@ -492,3 +492,24 @@ func TestTransient(t *testing.T) {
 		}
 	}
 }
+
+// TestImageRepository: the repository part of a reference, spelled as
+// written, for every reference form a Deployment or a release carries.
+func TestImageRepository(t *testing.T) {
+	for _, tc := range []struct{ ref, want string }{
+		{"registry.example/notes:main-0123456-1746598316-hugo0.145.0", "registry.example/notes"},
+		{"registry.example/notes:tag@sha256:" + strings.Repeat("a", 64), "registry.example/notes"},
+		{"registry.example/notes@sha256:" + strings.Repeat("a", 64), "registry.example/notes"},
+		{"registry.example:5000/acme/notes:1.0", "registry.example:5000/acme/notes"},
+		{"registry.example:5000/acme/notes", "registry.example:5000/acme/notes"},
+		{"127.0.0.1:5000/notes:v1", "127.0.0.1:5000/notes"},
+		{"docker.io/acme/notes:v1", "docker.io/acme/notes"}, // not index.docker.io
+		{"nginx:1.27", "nginx"},
+		{"nginx", "nginx"},
+		{"not a reference", "not a reference"},
+	} {
+		if got := imageRepository(tc.ref); got != tc.want {
+			t.Errorf("imageRepository(%q) = %q, want %q", tc.ref, got, tc.want)
+		}
+	}
+}
