@@ -1,14 +1,12 @@
 package kubeenv
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -166,68 +164,6 @@ func TestReadCRDsFromTheCache(t *testing.T) {
 		if !have[want] {
 			t.Errorf("CRD %s missing from %s", want, tools.CRDDir)
 		}
-	}
-}
-
-func TestLogBufferKeepsTheEnd(t *testing.T) {
-	b := newLogBuffer()
-	line := strings.Repeat("x", 1023) + "\n"
-	for range (maxLogBytes / len(line)) + 100 {
-		if _, err := b.Write([]byte(line)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := b.Write([]byte("the end\n")); err != nil {
-		t.Fatal(err)
-	}
-	s, _ := b.snapshot()
-	if len(s) > maxLogBytes {
-		t.Errorf("log holds %d bytes, limit %d", len(s), maxLogBytes)
-	}
-	if !strings.HasPrefix(s, "xxx") {
-		t.Errorf("log does not start at a line boundary: %q", s[:20])
-	}
-	if got := b.tail(2); !strings.HasSuffix(got, "x\nthe end") || !strings.HasPrefix(got, "[... ") {
-		t.Errorf("tail(2) = %q", got[len(got)-20:])
-	}
-}
-
-func TestWaitForLogSeesLaterLinesAndExit(t *testing.T) {
-	p, err := startProcess("sh", "/bin/sh", []string{"-c", `echo one; sleep 0.3; echo '{"msg":"Starting workers","controllerKind":"X"}'; sleep 0.3; exit 3`}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := p.waitForLog(ctx, "workers", func(l string) bool { return strings.Contains(l, `"controllerKind":"X"`) }); err != nil {
-		t.Fatalf("waitForLog: %v", err)
-	}
-	err = p.waitForLog(ctx, "a line that never comes", func(l string) bool { return l == "never" })
-	if err == nil || !strings.Contains(err.Error(), "sh exited (exit status 3)") || !strings.Contains(err.Error(), "one") {
-		t.Fatalf("waitForLog after exit: err = %v", err)
-	}
-}
-
-func TestStopKillsAProcessThatIgnoresSIGTERM(t *testing.T) {
-	p, err := startProcess("stubborn", "/bin/sh", []string{"-c", `trap '' TERM; echo ready; while :; do sleep 0.1; done`}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := p.waitForLog(ctx, "ready", func(l string) bool { return l == "ready" }); err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	err = p.stop(300 * time.Millisecond)
-	if err == nil || !strings.Contains(err.Error(), "ignored SIGTERM") {
-		t.Errorf("stop = %v, want an error saying SIGTERM was ignored", err)
-	}
-	if !p.exited() {
-		t.Fatal("process still running after stop")
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("stop took %s", d)
 	}
 }
 
