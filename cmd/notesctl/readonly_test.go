@@ -1,10 +1,7 @@
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,44 +10,8 @@ import (
 	"time"
 
 	"github.com/notesctl/notesctl/internal/gitserver"
+	"github.com/notesctl/notesctl/internal/repohash"
 )
-
-// treeHash hashes every name, mode, link target and file content under
-// root, .git included: any write shows.
-func treeHash(t *testing.T, root string) string {
-	t.Helper()
-	h := sha256.New()
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		fmt.Fprintf(h, "%s %v %d\n", rel, fi.Mode(), fi.ModTime().UnixNano())
-		switch {
-		case fi.Mode()&os.ModeSymlink != 0:
-			target, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(h, "-> %s\n", target)
-		case fi.Mode().IsRegular():
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			h.Write(b)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
 
 // deadPid is the pid of a process that has exited.
 func deadPid(t *testing.T) int {
@@ -95,7 +56,7 @@ func TestReadOnlyCommandsWriteNothing(t *testing.T) {
 	// A new site commit, so that the dry run goes as far as the edit.
 	editPage(t, site, 1)
 
-	before := treeHash(t, gitops)
+	before := repohash.Tree(t, gitops)
 	for _, args := range [][]string{
 		{"status", "--local"},
 		{"status", "--local", "-o", "json"},
@@ -111,7 +72,7 @@ func TestReadOnlyCommandsWriteNothing(t *testing.T) {
 			if strings.Contains(r.stderr, "finishing commit") || strings.Contains(r.stderr, "removed the stale lock") {
 				t.Errorf("a read-only command repaired the repository")
 			}
-			if after := treeHash(t, gitops); after != before {
+			if after := repohash.Tree(t, gitops); after != before {
 				t.Fatalf("notesctl %s changed the GitOps repository", strings.Join(args, " "))
 			}
 		})

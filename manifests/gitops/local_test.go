@@ -2,11 +2,8 @@ package gitops
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +14,7 @@ import (
 	"github.com/go-git/go-billy/v5"
 
 	"github.com/notesctl/notesctl/internal/gitserver"
+	"github.com/notesctl/notesctl/internal/repohash"
 )
 
 func TestCommitLocalWorktree(t *testing.T) {
@@ -122,7 +120,7 @@ func TestReadOnly(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(work, gitopsDeployPath), []byte(old+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	before := dirState(t, work)
+	before := repohash.Tree(t, work)
 
 	opts := gitopsOptions(work)
 	opts.ReadOnly = true
@@ -144,7 +142,7 @@ func TestReadOnly(t *testing.T) {
 	if !errors.Is(err, ErrReadOnly) {
 		t.Errorf("read-only commit with changes: err = %v, want ErrReadOnly", err)
 	}
-	if after := dirState(t, work); after != before {
+	if after := repohash.Tree(t, work); after != before {
 		t.Errorf("the repository changed:\nbefore %s\nafter  %s", before, after)
 	}
 
@@ -167,33 +165,4 @@ func deadOwnerLine(t *testing.T) []byte {
 	}
 	host, _ := os.Hostname()
 	return []byte(fmt.Sprintf("notesctl pid=%d host=%s started=%s\n", cmd.Process.Pid, host, time.Now().UTC().Format(time.RFC3339)))
-}
-
-// dirState lists every path under root with its mode, mtime and content
-// hash, .git included.
-func dirState(t *testing.T, root string) string {
-	t.Helper()
-	h := sha256.New()
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(h, "%s %v %d\n", p, fi.Mode(), fi.ModTime().UnixNano())
-		if fi.Mode().IsRegular() {
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			h.Write(b)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
 }
