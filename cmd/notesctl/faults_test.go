@@ -436,12 +436,32 @@ func TestFaultRegistry(t *testing.T) {
 			errRe: `publish to {host}/acme/500-persistent: POST http://{host}/v2/acme/500-persistent/blobs/uploads/: .*HTTP 500; gave up after 5 attempts`,
 		},
 		{
+			// Every manifest PUT stalls: the release must give up on the
+			// manifest with the timeout named. The timeout applies to every
+			// registry request, and the blob uploads before the manifest
+			// must not time out too: under load (all these scenarios run
+			// at once, next to other tests) a 1s timeout sometimes expired
+			// on a blob request five times over, and the release failed on
+			// the blob instead. 3s is far above any answer of the local
+			// registry, and still 20 times below the stall.
 			name: "stall-persistent-manifest",
 			faults: func(r *hardRig, n string) []regserver.Fault {
 				return []regserver.Fault{{Method: http.MethodPut, Path: r.paths(n, "manifests/"), Kind: regserver.FaultStall, Stall: time.Minute, Times: -1}}
 			},
-			env:   []string{"NOTESCTL_REGISTRY_TIMEOUT=1s"},
-			errRe: `publish to {host}/acme/stall-persistent-manifest: .*PUT http://{host}/v2/acme/stall-persistent-manifest/manifests/\S+: giving up after 5 attempt\(s\): .*timeout awaiting response headers: the registry did not answer within 1s \(NOTESCTL_REGISTRY_TIMEOUT`,
+			env:   []string{"NOTESCTL_REGISTRY_TIMEOUT=3s"},
+			errRe: `publish to {host}/acme/stall-persistent-manifest: .*PUT http://{host}/v2/acme/stall-persistent-manifest/manifests/\S+: giving up after 5 attempt\(s\): .*timeout awaiting response headers: the registry did not answer within 3s \(NOTESCTL_REGISTRY_TIMEOUT`,
+			check: func(t *testing.T, r *hardRig, n string, res result, took time.Duration) {
+				// Every attempt was a manifest PUT that got no answer.
+				puts := 0
+				for _, rq := range r.proxy.Matching(http.MethodPut, r.paths(n, "manifests/")) {
+					if rq.Fault != "" {
+						puts++
+					}
+				}
+				if puts != 5 {
+					t.Errorf("%d stalled manifest PUTs, want 5 (one per attempt)", puts)
+				}
+			},
 		},
 		{
 			name:  "wrong-registry-password",
