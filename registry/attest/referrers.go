@@ -96,6 +96,17 @@ func NewTarget(ctx context.Context, dest string, opts registry.PublishOptions) (
 	if err != nil {
 		return nil, err
 	}
+	// One pusher and one puller for every request to the target: the
+	// registry's auth handshake (ping, token) happens once, not per blob.
+	pusher, err := remote.NewPusher(ropts...)
+	if err != nil {
+		return nil, err
+	}
+	puller, err := remote.NewPuller(ropts...)
+	if err != nil {
+		return nil, err
+	}
+	ropts = append(ropts, remote.Reuse(pusher), remote.Reuse(puller))
 	return &remoteTarget{dest: dest, repo: repo, ropts: ropts}, nil
 }
 
