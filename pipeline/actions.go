@@ -124,6 +124,7 @@ func (s *ActionsSink) Finish(res *ReleaseResult, runErr error) {
 		{"gitops-commit", res.GitOps.Commit}, {"changed", fmt.Sprint(res.GitOps.Changed)},
 		{"pages", fmt.Sprint(b.Pages)}, {"skipped", fmt.Sprint(res.Skipped)},
 		{"outcome", res.Outcome}, {"reason", res.Reason}, {"superseded-by", res.GitOps.Superseded},
+		{"sbom-digest", b.SBOMDigest}, {"provenance-digest", b.ProvenanceDigest},
 	}
 	if s.getenv("GITHUB_OUTPUT") != "" {
 		for _, kv := range outputs {
@@ -164,6 +165,8 @@ func Summary(res *ReleaseResult, runErr error) string {
 	row("Image", b.Repository)
 	row("Tag", b.Tag)
 	row("Digest", b.Digest)
+	row("SBOM", b.SBOMDigest)
+	row("Provenance", b.ProvenanceDigest)
 	row("Source commit", b.Commit)
 	row("Hugo", b.GeneratorVer)
 	if b.Pages > 0 {

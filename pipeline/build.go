@@ -40,6 +40,14 @@ type BuildOptions struct {
 
 	// Registry access for the base and the push.
 	Registry registry.PublishOptions
+
+	// Supply chain: SBOM and Provenance attach an SPDX SBOM and a SLSA
+	// provenance statement to the image as OCI referrers (attest.go).
+	SBOM, Provenance bool
+	// NotesctlVersion is notesctl's own version, recorded in both.
+	NotesctlVersion string
+	// Getenv reads the CI run variables for the provenance (nil: os.Getenv).
+	Getenv func(string) string
 }
 
 // BuildResult is what a build published.
@@ -62,6 +70,12 @@ type BuildResult struct {
 	AlreadyPresent bool          `json:"alreadyPresent"`
 	Generator      string        `json:"generator"`
 	GeneratorVer   string        `json:"generatorVersion"`
+	// SBOMDigest and ProvenanceDigest are the referrer manifests attached
+	// to Digest (empty when turned off).
+	SBOMDigest       string `json:"sbomDigest,omitempty"`
+	ProvenanceDigest string `json:"provenanceDigest,omitempty"`
+	// Attestation holds the attached documents for later steps.
+	Attestation *Attestation `json:"-"`
 }
 
 // LayerResult describes one of the layers notesctl added.
@@ -233,12 +247,12 @@ func buildPlanned(ctx context.Context, r *runner, opts BuildOptions, p *plannedB
 	}
 
 	var art registry.Artifact
+	var report *registry.BuildReport
 	err = r.stage(StageImage, func() (string, error) {
 		ropts, err := opts.Registry.RemoteOptions(ctx, opts.Base)
 		if err != nil {
 			return "", err
 		}
-		var report *registry.BuildReport
 		art, report, err = registry.Build(ctx, site.Files, registry.BuildOptions{
 			Base:      opts.Base,
 			WebRoot:   opts.WebRoot,
@@ -305,6 +319,9 @@ func buildPlanned(ctx context.Context, r *runner, opts BuildOptions, p *plannedB
 		return nil, err
 	}
 	res.Image = p.repo.WithTag(p.tag).WithDigest(res.Digest).String()
+	if err := attestStage(ctx, r, opts, p, attestInputs{site: site, report: report, art: art}, res); err != nil {
+		return nil, err
+	}
 	return res, nil
 }
 

@@ -1,5 +1,5 @@
 // Package pipeline is the one place that wires the stages of a release:
-// Source → Render → Image → Push → Verify → Update (→ Notify). It reports
+// Source → Render → Image → Push → Attest → Verify → Update (→ Notify). It reports
 // progress as stage events to a Sink and decides what can be skipped
 // (idempotency). It knows no Hugo, tar or YAML details: those live in
 // render, registry and manifests.
@@ -19,6 +19,7 @@ const (
 	StageRender Stage = "render"
 	StageImage  Stage = "image"
 	StagePush   Stage = "push"
+	StageAttest Stage = "attest"
 	StageVerify Stage = "verify"
 	StageUpdate Stage = "update"
 	StageNotify Stage = "notify"

@@ -285,6 +285,7 @@ func skipRelease(ctx context.Context, r *runner, opts ReleaseOptions, p *planned
 	res.Skipped, res.Outcome = true, OutcomeNoOp
 	res.Build = &BuildResult{Image: ref, Tag: p.tag, Commit: p.src.Commit, Revision: p.src.Revision(), Branch: p.src.Branch, CommitTime: p.src.Time, Repository: p.repo.Repository, Generator: render.GeneratorName, GeneratorVer: generatorVersion()}
 	res.Build.Digest = parseRef(ref).Digest
+	existingAttestations(ctx, r, opts.Build, p, res.Build)
 	r.note(StageUpdate, res.Reason+": nothing to do")
 	if opts.Wait == nil || opts.DryRun {
 		return res, nil

@@ -64,6 +64,8 @@ type Site struct {
 	Title string
 	// Warnings are Hugo warnings (empty unless AllowWarnings).
 	Warnings []string
+	// Modules are the themes and Hugo modules it was rendered with.
+	Modules []Module
 }
 
 // Error is a render failure, with every problem Hugo reported.
@@ -224,7 +226,7 @@ func Render(ctx context.Context, src *Source, opts Options) (*Site, error) {
 	}
 
 	out := afero.NewBasePathFs(mem, publishRoot)
-	site := &Site{Files: afero.NewIOFS(out), Pages: len(sites.Pages())}
+	site := &Site{Files: afero.NewIOFS(out), Pages: len(sites.Pages()), Modules: siteModules(configs)}
 	if len(sites.Sites) > 0 {
 		site.Title = sites.Sites[0].Title()
 	}

@@ -37,6 +37,8 @@ var actionInput = map[string]string{
 	"flux-namespace":    "flux-namespace",
 	"kustomization":     "kustomization",
 	"timeout":           "timeout",
+	"sbom":              "sbom",
+	"provenance":        "provenance",
 }
 
 // secretInputs go to the environment variables notesctl reads, never to
@@ -95,9 +97,9 @@ func actionInputs(a *app) (map[string]string, error) {
 				tags = append(tags, t)
 			}
 			v = strings.Join(tags, ",")
-		case "allow-warnings":
+		case "allow-warnings", "sbom", "provenance":
 			if v != "true" && v != "false" {
-				return nil, fmt.Errorf("input allow-warnings: want true or false, got %q", v)
+				return nil, fmt.Errorf("input %s: want true or false, got %q", in, v)
 			}
 		}
 		out[flag] = v

@@ -36,6 +36,7 @@ type buildFlags struct {
 	insecure               bool
 	caFile                 string
 	registryTimeout        time.Duration
+	sbom, provenance       bool
 }
 
 func (b *buildFlags) register(cmd *cobra.Command) {
@@ -60,6 +61,8 @@ func (b *buildFlags) register(cmd *cobra.Command) {
 	f.BoolVar(&b.insecure, "insecure", false, "allow plain HTTP and unverified TLS to registries (never the default)")
 	f.StringVar(&b.caFile, "ca-file", "", "PEM file of extra CA certificates to trust for registries")
 	f.DurationVar(&b.registryTimeout, "registry-timeout", 0, "how long a registry may take to start answering a request before it is retried (default 60s)")
+	f.BoolVar(&b.sbom, "sbom", true, "attach an SPDX 2.3 SBOM to the image as an OCI referrer (--sbom=false: none)")
+	f.BoolVar(&b.provenance, "provenance", true, "attach SLSA v1 provenance (an in-toto statement) to the image as an OCI referrer (--provenance=false: none)")
 }
 
 // options turns the flags into pipeline options. It reads secrets from
@@ -70,6 +73,7 @@ func (b *buildFlags) options(a *app, stdin io.Reader) (pipeline.BuildOptions, er
 		RequireHugo: b.hugoVersion, AllowWarnings: b.allowWarnings, BaseURL: b.baseURL,
 		Image: b.image, To: b.to, Base: b.base, WebRoot: b.webRoot, Serving: b.serving, Platforms: b.platforms,
 		TagTemplate: b.tagTemplate, ExtraTags: b.extraTags,
+		SBOM: b.sbom, Provenance: b.provenance, NotesctlVersion: notesctlVersion(), Getenv: a.getenv,
 	}
 	// Checked here, before anything runs, so that the error names the
 	// setting as the user knows it.

@@ -444,8 +444,9 @@ func TestReleaseRegistryAndGitServer(t *testing.T) {
 	mustSucceed(t, r)
 	var res struct {
 		Build struct {
-			Image  string
-			Layers []struct {
+			Image                        string
+			SBOMDigest, ProvenanceDigest string
+			Layers                       []struct {
 				Name string
 				Size int64
 			}
@@ -453,6 +454,17 @@ func TestReleaseRegistryAndGitServer(t *testing.T) {
 	}
 	if err := jsonUnmarshal(r.stdout, &res); err != nil {
 		t.Fatal(err)
+	}
+	// The new image's SBOM and provenance are new documents, uploaded too.
+	var attested int64
+	repo := strings.SplitN(res.Build.Image, "@", 2)[0]
+	repo = repo[:strings.LastIndex(repo, ":")]
+	for _, d := range []string{res.Build.SBOMDigest, res.Build.ProvenanceDigest} {
+		m, err := pullImage(t, reg, repo+"@"+d).Manifest()
+		if err != nil || len(m.Layers) != 1 {
+			t.Fatalf("referrer %s: %v", d, err)
+		}
+		attested += m.Layers[0].Size
 	}
 	var pagesSize int64
 	for _, l := range res.Build.Layers {
@@ -464,8 +476,8 @@ func TestReleaseRegistryAndGitServer(t *testing.T) {
 	// release, so allow for it but no more.
 	img2 := pullImage(t, reg, res.Build.Image)
 	cfgSize, _ := img2.RawConfigFile()
-	if got := reg.Uploads.Bytes(); got != pagesSize+int64(len(cfgSize)) {
-		t.Errorf("uploaded %d bytes after a page edit, want the pages layer (%d) + config (%d)", got, pagesSize, len(cfgSize))
+	if got := reg.Uploads.Bytes(); got != pagesSize+int64(len(cfgSize))+attested {
+		t.Errorf("uploaded %d bytes after a page edit, want the pages layer (%d) + config (%d) + SBOM and provenance (%d)", got, pagesSize, len(cfgSize), attested)
 	}
 	gitserver.Git(t, clone, "pull", "-q", "--ff-only")
 	assertImageLineCommit(t, clone, res.Build.Image)

@@ -154,12 +154,14 @@ func (a *app) printRelease(res *pipeline.ReleaseResult) error {
 	switch {
 	case res.Skipped:
 		fmt.Fprintf(a.stdout, "%s\nno-op: %s\n", b.Image, res.Reason)
+		a.printAttestations(b)
 		return nil
 	case res.DryRun:
 		fmt.Fprintf(a.stdout, "dry run: would push %s to %s\n", b.Image, b.Destination)
 	default:
 		fmt.Fprintf(a.stdout, "image:  %s\n", b.Image)
 		fmt.Fprintf(a.stdout, "digest: %s\n", b.Digest)
+		a.printAttestations(b)
 		if b.AlreadyPresent {
 			fmt.Fprintf(a.stdout, "push:   the tag already pointed at this digest; nothing uploaded\n")
 		}
@@ -187,4 +189,14 @@ func (a *app) printRelease(res *pipeline.ReleaseResult) error {
 		fmt.Fprintf(a.stdout, "why:    built, not a no-op: %s\n", res.Reason)
 	}
 	return nil
+}
+
+// printAttestations prints the digests of the SBOM and provenance referrers.
+func (a *app) printAttestations(b *pipeline.BuildResult) {
+	if b.SBOMDigest != "" {
+		fmt.Fprintf(a.stdout, "sbom:   %s\n", b.SBOMDigest)
+	}
+	if b.ProvenanceDigest != "" {
+		fmt.Fprintf(a.stdout, "provenance: %s\n", b.ProvenanceDigest)
+	}
 }
