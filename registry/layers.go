@@ -13,8 +13,8 @@ import (
 	"io"
 	"io/fs"
 	"path"
-	"slices"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,8 +22,8 @@ import (
 	"unicode/utf8"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/klauspost/compress/gzip"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/klauspost/compress/gzip"
 )
 
 // DefaultWebRoot is where the site goes when no web root is given: the
