@@ -255,6 +255,10 @@ func buildPlanned(ctx context.Context, r *runner, opts BuildOptions, p *plannedB
 				GeneratorVersion: render.HugoVersion(),
 			},
 			RemoteOptions: ropts,
+			Progress: func(lp registry.LayerProgress) {
+				r.sink.Event(Event{Stage: StageImage, Kind: EventProgress, Layer: lp.Layer,
+					LayersDone: lp.Done, Layers: lp.Total, Bytes: lp.CompressedSoFar})
+			},
 		})
 		if err != nil {
 			return "", err

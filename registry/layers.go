@@ -296,8 +296,8 @@ type LayerOptions struct {
 	// that gzip makes smaller, for nginx's gzip_static. A site file of that
 	// name wins over the generated one.
 	Precompress bool
-	// Progress, when set, is called as each layer is done, from the
-	// goroutine that built it (so possibly concurrently).
+	// Progress, when set, is called as each layer is done, one call at a
+	// time, from the goroutine that built it.
 	Progress func(LayerProgress)
 }
 
@@ -364,6 +364,20 @@ func BuildLayers(site fs.FS, opts LayerOptions) ([]SiteLayer, error) {
 	layers := make([]*siteLayer, len(plan))
 	errs := make([]error, len(plan))
 	var next atomic.Int64
+	var progress func(LayerProgress)
+	if opts.Progress != nil {
+		var mu sync.Mutex
+		var done int
+		var compressed int64
+		progress = func(p LayerProgress) {
+			mu.Lock()
+			defer mu.Unlock()
+			done++
+			compressed += p.Compressed
+			p.Done, p.Total, p.CompressedSoFar = done, len(plan), compressed
+			opts.Progress(p)
+		}
+	}
 	var wg sync.WaitGroup
 	for range min(runtime.GOMAXPROCS(0), len(plan)) {
 		wg.Go(func() {
@@ -373,7 +387,7 @@ func BuildLayers(site fs.FS, opts LayerOptions) ([]SiteLayer, error) {
 					return
 				}
 				i := order[n]
-				layers[i], errs[i] = buildLayer(site, root, mtime, plan[i], siteFiles, opts.Progress)
+				layers[i], errs[i] = buildLayer(site, root, mtime, plan[i], siteFiles, progress)
 				if errs[i] != nil {
 					// The others would fail the build anyway.
 					next.Store(int64(len(order)))
@@ -430,6 +444,9 @@ type LayerProgress struct {
 	Files      int
 	Bytes      int64 // tar bytes
 	Compressed int64 // gzip bytes
+	// Done of Total layers are finished, CompressedSoFar bytes in all.
+	Done, Total     int
+	CompressedSoFar int64
 }
 
 // cleanWebRoot checks that webRoot is an absolute, clean path and returns it
