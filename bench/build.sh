@@ -4,10 +4,12 @@
 #
 #   bench/build.sh                 # N=5, sites: testdata/site, 60 and 1000 pages
 #   N=9 SITES="60 1000" bench/build.sh
+#   N=1 SITES=10000 nice -n 10 bench/build.sh   # the large site alone (~30 s render, ~2 GB a run)
 #   KEEP=1 bench/build.sh          # keep the work directory (logs, samples)
 #
 # Environment: N (runs per command, default 5), SITES (space-separated:
-# "fixture" for testdata/site or a page count; default "fixture 60 1000"),
+# "fixture" for testdata/site or a page count such as 10000; default
+# "fixture 60 1000"),
 # HUGO (the hugo v0.145.0 CLI; default hugo on PATH or ~/go/bin/hugo),
 # WORK (work directory; default a fresh temporary one), KEEP=1, SRC (the
 # checkout to build notesctl from; default this one), RENDERONLY=0 to skip

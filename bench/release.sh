@@ -6,18 +6,28 @@
 #
 #   bench/release.sh                      # N=5, testdata/site
 #   N=9 SITES="fixture 60" bench/release.sh
+#   N=1 SITES=10000 nice -n 10 bench/release.sh   # the large site alone (minutes a run)
 #   KEEP=1 bench/release.sh               # keep the work directory
 #
 # Environment: N (default 5), SITES ("fixture" = testdata/site or page
-# counts; default "fixture"), HUGO, WORK, KEEP=1, SRC (see bench/build.sh),
-# REGISTRY_BIN (default docker-registry or registry on PATH).
+# counts such as 60 or 10000; default "fixture"), HUGO, WORK, KEEP=1, SRC
+# (see bench/build.sh), REGISTRY_BIN (default docker-registry or registry on
+# PATH), WARMUP=0 to skip the untimed warm-up release and render (for
+# 10000 pages, where one costs a minute and the page cache is warm anyway
+# after the site was generated).
+#
+# Bytes of a one-page edit are counted on the server: the sizes of the
+# blob files (layers, config, manifest) Distribution's storage holds after
+# the edit's release that it did not hold before, against the compressed
+# size of all the image's layers (the full release's JSON).
 #
 # Every run of the loop, in this order (hugo first on odd runs, last on even):
 #   hugo     hugo --source SITE --destination DIR --quiet, DIR empty
 #   full     notesctl release into a repository of the registry that holds
 #            nothing yet (bench/notes-rN, so every blob is uploaded) and a
 #            fresh copy of the scaffolded GitOps repository (not yet deployed)
-#   noop     the same command again: the GitOps repo already deploys it
+#   noop     the same command again: the GitOps repo already deploys it;
+#            "noop - floor" is the decision work beyond start-up
 #   edit     one page edited and committed (untimed), then release again:
 #            the incremental CI case (only the pages layer and config upload)
 #   floor    notesctl version: what starting the binary costs, the floor
@@ -31,6 +41,7 @@ set -euo pipefail
 
 N="${N:-5}"
 SITES="${SITES:-fixture}"
+WARMUP="${WARMUP:-1}"
 KEEP="${KEEP:-0}"
 need_time
 HUGO_ORIG="$(find_hugo)"
@@ -120,6 +131,12 @@ release() { # SITE IMAGE GITOPS LOG
 }
 # stages LOG: the stage durations of a release's JSON output, on one line.
 stages() { tr -d ' \n' <"$1" | grep -o '"durations":{[^}]*}' | sed 's/"durations"://; s/"//g'; }
+# blobs: "<size> <path>" of every blob file in the registry's storage.
+blobs() { find "$WORK/registry" -path '*/blobs/sha256/*/data' -printf '%s %p\n' 2>/dev/null | sort -k2; }
+# new_blob_bytes BEFORE AFTER: total size of the blobs only AFTER lists.
+new_blob_bytes() { join -1 2 -2 2 -v 2 "$1" "$2" | awk '{n += $2} END {print n + 0}'; }
+# layer_bytes LOG: the compressed size of all layers of a release's image.
+layer_bytes() { tr -d ' \n' <"$1" | grep -o '"layers":\[[^]]*\]' | grep -o '"size":[0-9]*' | awk -F: '{n += $2} END {print n + 0}'; }
 # expect LOG WHAT PATTERN: a release's JSON output must show it did WHAT.
 expect() { grep -q "$3" "$1" || { cat "$1" >&2; die "release did not $2 (see $1)"; }; }
 
@@ -147,10 +164,13 @@ for kind in $SITES; do
 	printf '%s: load %s ... ' "$label" "$(load)" >&2
 
 	# Warm-up (page cache, binaries, registry): one release and one render.
-	run=$((run + 1))
-	cp -a "$template" "$WORK/gitops-$run.git"
-	release "$site" "$REG/bench/notes-r$run" "$WORK/gitops-$run.git" "$WORK/warmup-$kind.log" >/dev/null
-	hugo_render "$site.hugo" "$WORK/public-$kind" "$WORK/hugo-$kind.log" >/dev/null
+	if [ "$WARMUP" = 1 ]; then
+		run=$((run + 1))
+		cp -a "$template" "$WORK/gitops-$run.git"
+		release "$site" "$REG/bench/notes-r$run" "$WORK/gitops-$run.git" "$WORK/warmup-$kind.log" >/dev/null
+		hugo_render "$site.hugo" "$WORK/public-$kind" "$WORK/hugo-$kind.log" >/dev/null
+	fi
+	EB="" ET=""
 
 	declare -A T=() M=()
 	for c in hugo full noop edit floor hfloor; do T[$c]="" M[$c]=""; done
@@ -172,7 +192,11 @@ for kind in $SITES; do
 		T[noop]+=" $t" M[noop]+=" $m"
 		printf '%s\t%s\tnoop\t%s\t%s\t%s\n' "$label" "$i" "$t" "$m" "$(stages "$WORK/noop-$kind-$i.log")" >>"$samples"
 		edit_site "$site" "$run"
+		blobs >"$WORK/blobs-before"
 		read -r t m < <(release "$site" "$image" "$gitops" "$WORK/edit-$kind-$i.log")
+		blobs >"$WORK/blobs-after"
+		EB+=" $(new_blob_bytes "$WORK/blobs-before" "$WORK/blobs-after")"
+		ET+=" $(layer_bytes "$WORK/full-$kind-$i.log")"
 		expect "$WORK/edit-$kind-$i.log" "commit" '"changed": true'
 		T[edit]+=" $t" M[edit]+=" $m"
 		printf '%s\t%s\tedit\t%s\t%s\t%s\n' "$label" "$i" "$t" "$m" "$(stages "$WORK/edit-$kind-$i.log")" >>"$samples"
@@ -214,6 +238,14 @@ for kind in $SITES; do
 	rows+=("$(row edit "notesctl release after a page edit" hugo "/hugo" -)")
 	rows+=("$(row floor "notesctl version (start-up floor)" full "/full" -)")
 	rows+=("$(row hfloor "hugo version (hugo's own start-up)" full "/full" -)")
+	# shellcheck disable=SC2086
+	dec=$(awk -v a="$(median ${T[noop]})" -v b="$(median ${T[floor]})" 'BEGIN {d = a - b; print (d < 0) ? 0 : d}')
+	dr=$(ratio "$dec" "${MT[full]}")
+	rows+=("$(printf '| %s | no-op decision (noop - floor) | %s | | **%s** %s (/full, target <= 0.1) |' "$label" "$(secs "$dec")" "$dr" "$(verdict "$dr" 0.1)")")
+	# shellcheck disable=SC2086
+	eb=$(median $EB) et=$(median $ET)
+	er=$(awk -v a="$eb" -v b="$et" 'BEGIN {printf "%.2f", 100 * a / b}')
+	rows+=("$(printf '| %s | bytes stored by the registry for a one-page edit | %s of %s | | **%s%%** %s (target <= 5%%) |' "$label" "$eb" "$et" "$er" "$(verdict "$er" 5)")")
 	unset T M MT MM
 done
 

@@ -26,7 +26,14 @@ type ActionsSink struct {
 	redact func(string) string
 	open   Stage
 	gitea  bool
+	// Progress: at most one line every ProgressEvery (the log keeps every
+	// line, so a redrawn bar is not possible); Meter's clock decides.
+	Meter        ProgressMeter
+	lastProgress time.Time
 }
+
+// ProgressEvery is how often the Actions log gets a progress line.
+const ProgressEvery = 5 * time.Second
 
 // NewActionsSink writes workflow commands to w (the job log, stdout).
 func NewActionsSink(getenv func(string) string, w io.Writer, redact func(string) string) *ActionsSink {
@@ -64,11 +71,24 @@ func (s *ActionsSink) Event(e Event) {
 		s.endGroup()
 		s.gh.Group(string(e.Stage))
 		s.open = e.Stage
+		s.lastProgress = time.Time{}
 	case EventEnd:
 		s.gh.Infof("%s: %s (%s)", e.Stage, s.redact(e.Message), e.Duration.Round(time.Millisecond))
 		s.endGroup()
 	case EventNote:
 		s.gh.Infof("%s: %s", e.Stage, s.redact(e.Message))
+	case EventProgress:
+		// The meter sees every event (its rate starts at the first); the
+		// log gets a line every ProgressEvery.
+		line := s.Meter.Describe(e)
+		now := time.Now
+		if s.Meter.Now != nil {
+			now = s.Meter.Now
+		}
+		if t := now(); s.lastProgress.IsZero() || t.Sub(s.lastProgress) >= ProgressEvery {
+			s.lastProgress = t
+			s.gh.Infof("%s: %s", e.Stage, line)
+		}
 	case EventFail:
 		s.endGroup()
 		s.annotate(e)

@@ -269,14 +269,33 @@ func buildPlanned(ctx context.Context, r *runner, opts BuildOptions, p *plannedB
 				GeneratorVersion: render.HugoVersion(),
 			},
 			RemoteOptions: ropts,
+			Progress: func(lp registry.LayerProgress) {
+				r.sink.Event(Event{Stage: StageImage, Kind: EventProgress, Layer: lp.Layer,
+					LayersDone: lp.Done, Layers: lp.Total, Bytes: lp.CompressedSoFar})
+			},
 		})
 		if err != nil {
 			return "", err
 		}
 		var parts []string
+		// The page bucket layers (registry "Page layers") are summed up in
+		// one part: a large site has dozens.
+		var buckets, bucketFiles int
+		var bucketSize int64
 		for _, l := range report.Layers {
 			res.Layers = append(res.Layers, LayerResult{Name: l.Name, Digest: l.Digest.String(), Size: l.Size, Files: l.Files})
+			if strings.HasPrefix(l.Name, registry.LayerPages+"-") {
+				buckets, bucketFiles, bucketSize = buckets+1, bucketFiles+l.Files, bucketSize+l.Size
+				continue
+			}
+			if l.Name == registry.LayerPages && buckets > 0 {
+				parts = append(parts, fmt.Sprintf("%d page buckets %s (%d files)", buckets, humanBytes(bucketSize), bucketFiles))
+				buckets = 0
+			}
 			parts = append(parts, fmt.Sprintf("%s %s (%d files)", l.Name, humanBytes(l.Size), l.Files))
+		}
+		if buckets > 0 {
+			parts = append(parts, fmt.Sprintf("%d page buckets %s (%d files)", buckets, humanBytes(bucketSize), bucketFiles))
 		}
 		d, err := art.Digest()
 		if err != nil {

@@ -6,6 +6,8 @@
 package pipeline
 
 import (
+	"fmt"
+	"strings"
 	"sync"
 	"time"
 )
@@ -47,6 +49,66 @@ type Event struct {
 	Total    int64         // EventProgress: bytes expected, 0 if unknown
 	Pages    int
 	Err      error // EventFail
+	// EventProgress of the image stage: the layer just finished, and how
+	// many of how many layers are done (Bytes: compressed bytes so far).
+	Layer              string
+	LayersDone, Layers int
+}
+
+// ProgressMeter turns the progress events of a stage into what a person
+// wants to know: how far, how fast, how long still. The clock is a field so
+// that tests can drive it.
+type ProgressMeter struct {
+	Now   func() time.Time
+	stage Stage
+	start time.Time
+	last  int64
+	// where the stage's count stood when the clock started
+	startBytes int64
+	startDone  float64
+}
+
+// Describe returns e's progress, e.g. "12.0 MiB / 80.0 MiB (15%), 4.0
+// MiB/s, 17s left" or, for the image stage, "12/50 layers, 9.1 MiB
+// compressed, 3.0 MiB/s, 13s left". The rate is measured from the first
+// progress event of the stage (or since the count went back); the time
+// left assumes the rate holds, and is left out before a second has passed
+// or when the total is unknown.
+func (m *ProgressMeter) Describe(e Event) string {
+	now := time.Now
+	if m.Now != nil {
+		now = m.Now
+	}
+	t := now()
+	var b strings.Builder
+	var done, total float64
+	switch {
+	case e.Layers > 0:
+		fmt.Fprintf(&b, "%d/%d layers, %s compressed", e.LayersDone, e.Layers, humanBytes(e.Bytes))
+		done, total = float64(e.LayersDone), float64(e.Layers)
+	case e.Total > 0:
+		fmt.Fprintf(&b, "%s / %s (%d%%)", humanBytes(e.Bytes), humanBytes(e.Total), e.Bytes*100/e.Total)
+		done, total = float64(e.Bytes), float64(e.Total)
+	default:
+		b.WriteString(humanBytes(e.Bytes))
+		done = float64(e.Bytes)
+	}
+	if e.Stage != m.stage || e.Bytes < m.last || m.start.IsZero() {
+		m.stage, m.start, m.startBytes, m.startDone = e.Stage, t, e.Bytes, done
+	}
+	m.last = e.Bytes
+	// The rate counts what was done since the clock started, not what the
+	// first event already reported.
+	elapsed := t.Sub(m.start)
+	if elapsed < time.Second {
+		return b.String()
+	}
+	fmt.Fprintf(&b, ", %s/s", humanBytes(int64(float64(e.Bytes-m.startBytes)/elapsed.Seconds())))
+	if rate := (done - m.startDone) / elapsed.Seconds(); total > 0 && rate > 0 && done < total {
+		left := time.Duration((total - done) / rate * float64(time.Second))
+		fmt.Fprintf(&b, ", %s left", left.Round(time.Second))
+	}
+	return b.String()
 }
 
 // Sink receives events. Implementations must be safe for use from several

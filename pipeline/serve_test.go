@@ -80,8 +80,8 @@ func releaseAndServe(t testing.TB, siteDir, base string, dep *appsv1.Deployment,
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Layers) != 3 || res.Layers[0].Name != registry.LayerServing {
-		t.Fatalf("layers %+v: want serving, assets and pages on the nginx base", res.Layers)
+	if n := len(res.Layers); n < 4 || res.Layers[0].Name != registry.LayerServing || res.Layers[n-1].Name != registry.LayerPages {
+		t.Fatalf("layers %+v: want serving, assets, page buckets and pages on the nginx base", res.Layers)
 	}
 	lp, err := layout.FromPath(out)
 	if err != nil {

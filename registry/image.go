@@ -40,11 +40,14 @@ type BuildOptions struct {
 	Meta Metadata
 	// RemoteOptions are used to fetch a registry base (auth, transport).
 	RemoteOptions []remote.Option
+	// Progress, when set, hears of each site layer as it is finished (see
+	// LayerOptions.Progress).
+	Progress func(LayerProgress)
 }
 
 // LayerReport describes one layer Build added.
 type LayerReport struct {
-	Name   string  // LayerAssets or LayerPages
+	Name   string  // LayerServing, LayerAssets, PageLayerName(i) or LayerPages
 	Digest v1.Hash // of the compressed blob
 	DiffID v1.Hash // of the uncompressed tar
 	Size   int64   // compressed size in bytes
@@ -115,7 +118,7 @@ func Build(ctx context.Context, site fs.FS, opts BuildOptions) (Artifact, *Build
 		}
 		layers = append(layers, sl)
 	}
-	siteLayers, err := BuildLayers(site, LayerOptions{WebRoot: webRoot, Created: created, Precompress: serving == ServingNginx})
+	siteLayers, err := BuildLayers(site, LayerOptions{WebRoot: webRoot, Created: created, Precompress: serving == ServingNginx, Progress: opts.Progress})
 	if err != nil {
 		return Artifact{}, nil, err
 	}

@@ -160,8 +160,9 @@ func TestBuildScratch(t *testing.T) {
 				if got := cfg.Platform().String(); got != tc.want[i] {
 					t.Errorf("image %d config platform %s, want %s", i, got, tc.want[i])
 				}
-				if len(cfg.RootFS.DiffIDs) != 2 || len(cfg.History) != 2 {
-					t.Errorf("image %d: %d layers, %d history entries; want only our 2", i, len(cfg.RootFS.DiffIDs), len(cfg.History))
+				// assets, day1's page bucket, pages (see testSite).
+				if len(cfg.RootFS.DiffIDs) != 3 || len(cfg.History) != 3 {
+					t.Errorf("image %d: %d layers, %d history entries; want only our 3", i, len(cfg.RootFS.DiffIDs), len(cfg.History))
 				}
 				if mt, _ := img.MediaType(); mt != types.OCIManifestSchema1 {
 					t.Errorf("image %d media type %s", i, mt)
@@ -233,12 +234,13 @@ func checkOnBase(t *testing.T, img v1.Image, rep *BuildReport, wantPlatform stri
 		}
 	}
 	// One base layer, then (the test base runs nginx) serving, assets,
-	// then pages.
-	if rep.Serving != ServingNginx || len(rep.Layers) != 3 || rep.Layers[0].Name != LayerServing {
-		t.Errorf("%s: serving %q, layers %+v; want the serving layer first", wantPlatform, rep.Serving, rep.Layers)
+	// day1's page bucket, then pages (the site's root).
+	if rep.Serving != ServingNginx || len(rep.Layers) != 4 || rep.Layers[0].Name != LayerServing ||
+		rep.Layers[2].Name != PageLayerName(pageBucket("day1/index.html", nil)) || rep.Layers[3].Name != LayerPages {
+		t.Errorf("%s: serving %q, layers %+v; want serving, assets, a page bucket, pages", wantPlatform, rep.Serving, rep.Layers)
 	}
-	if len(m.Layers) != 4 || len(cfg.History) != 4 {
-		t.Fatalf("%s: %d layers, %d history entries; want base + 3", wantPlatform, len(m.Layers), len(cfg.History))
+	if len(m.Layers) != 5 || len(cfg.History) != 5 {
+		t.Fatalf("%s: %d layers, %d history entries; want base + 4", wantPlatform, len(m.Layers), len(cfg.History))
 	}
 	for i, lr := range rep.Layers {
 		if m.Layers[i+1].Digest != lr.Digest || cfg.RootFS.DiffIDs[i+1] != lr.DiffID {

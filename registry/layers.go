@@ -3,7 +3,7 @@ package registry
 import (
 	"archive/tar"
 	"bytes"
-	"compress/gzip"
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -13,14 +13,17 @@ import (
 	"io"
 	"io/fs"
 	"path"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/klauspost/compress/gzip"
 )
 
 // DefaultWebRoot is where the site goes when no web root is given: the
@@ -38,10 +41,88 @@ const (
 	//   media    .pdf .mp3 .mp4 .ogg .wav .webm .zip
 	// except search indexes generated from the pages ("*.search.js").
 	LayerAssets = "assets"
-	// LayerPages holds everything else: the generated HTML, XML, JSON and
-	// text files, and empty directories.
+	// LayerPages holds the pages at the top of the site (index.html,
+	// 404.html, feeds and sitemaps there): the files most edits change. It
+	// is the top layer. Every other page (HTML, XML, JSON, text, empty
+	// directories) goes into one of the page bucket layers "pages-00" to
+	// "pages-47" (PageLayerName), see "Page layers" below.
 	LayerPages = "pages"
 )
+
+// Page layers.
+//
+// A release uploads only the layers whose bytes changed, so a one-page
+// edit should change as few bytes of the image as it can. One layer for
+// every page would be best for uploads but is impossible (runtimes and
+// registries handle tens of layers well, not thousands), one layer for all
+// pages re-uploads the whole site for a typo. So the pages are spread over
+// a fixed number of bucket layers by a rule that depends only on a file's
+// path and the size of its section, never on the order or number of other
+// files, so that a page stays in its layer from one release to the next:
+//
+//  1. A file directly in the site's root (index.html, 404.html,
+//     sitemap.xml, index.xml, robots.txt) goes into LayerPages.
+//  2. Otherwise its section is its first path element ("day3" of
+//     "day3/talk/index.html"). A section of at most SectionSplitBytes of
+//     pages is kept together: its key is the section ("day3"). A larger
+//     section is split by its second path element: the key of
+//     "tags/dns/index.html" is "tags/dns", of "tags/index.html"
+//     "tags/index.html".
+//  3. The file goes into bucket sha256(key) mod PageBuckets, the layer
+//     PageLayerName(bucket). An empty bucket gives no layer.
+//
+// Keeping a small section together keeps a section's list page with its
+// pages, so that adding or retitling a talk usually changes one bucket
+// (plus the home page in LayerPages and the tag pages' buckets); splitting
+// a large one keeps a single bucket from growing into most of the site.
+// Hashing, not sorting, spreads sections evenly without a list of them:
+// inserting a section does not move any other.
+//
+// Trade-offs and bounds:
+//   - PageBuckets = 48. Every layer costs a registry round trip on push and
+//     pull, a manifest entry, and an overlay lower directory when a
+//     container starts. Docker's overlay2 driver refuses images of more than
+//     128 layers; the kernel takes all lower directories in one mount
+//     option of at most a page (4096 bytes), which containerd and Docker
+//     can only meet with short relative paths; and registries cap manifest
+//     sizes (4 MiB in Distribution, less elsewhere), while some older tools
+//     and registries stop at 127 layers. So the site's layers stay at most
+//     51 (serving, assets, 48 buckets, pages), which with a nginx base of
+//     5-8 layers keeps an image under 64 layers: far from every limit.
+//   - With 48 buckets a one-page edit of a large site uploads about 1/48
+//     (2%) of its pages plus the top layer; a smaller site, with fewer
+//     sections than buckets, gets one layer per section or so.
+//   - A section that crosses SectionSplitBytes (in either direction) moves
+//     its pages between buckets once: that release uploads the buckets
+//     involved. Changing PageBuckets or the rule moves most pages: it is a
+//     new LayerFormat.
+//   - A page's bucket does not depend on its content, so a digest stays a
+//     pure function of the files: the same commit and generator give the
+//     same layers.
+const (
+	// PageBuckets is the number of page bucket layers.
+	PageBuckets = 48
+	// SectionSplitBytes is the size (uncompressed, before precompressed
+	// copies) above which a section's pages are spread over buckets by
+	// their second path element instead of staying together.
+	SectionSplitBytes = 4 << 20
+)
+
+// PageLayerName is the name of page bucket layer i ("pages-07").
+func PageLayerName(i int) string { return fmt.Sprintf("%s-%02d", LayerPages, i) }
+
+// pageBucket returns the bucket of a page that is not in the site's root;
+// split says which sections are spread by their second path element.
+func pageBucket(name string, split map[string]bool) int {
+	section, rest, _ := strings.Cut(name, "/")
+	key := section
+	if split[section] {
+		second, _, _ := strings.Cut(rest, "/")
+		key = section + "/" + second
+	}
+	sum := sha256.Sum256([]byte(key))
+	return int(binary.BigEndian.Uint64(sum[:8]) % PageBuckets)
+}
 
 // Fixed parameters of the layer encoding. Changing any of them changes every
 // digest, so they are constants and not options.
@@ -53,8 +134,15 @@ const (
 	// names give plain ustar-compatible headers.
 	tarFormat = tar.FormatPAX
 	// gzip level 6 is zlib's default: a good ratio for HTML at a speed that
-	// keeps large sites fast. compress/gzip writes no name and a zero mtime
-	// unless asked to, so the gzip header is fixed.
+	// keeps large sites fast. The encoder is github.com/klauspost/compress's
+	// gzip (about twice as fast as compress/gzip at this level). It runs on
+	// one goroutine per layer, so its bytes depend only on the input, the
+	// level and the module version pinned in go.mod, never on GOMAXPROCS
+	// or the machine (unlike pgzip, whose output depends on its block
+	// size). It writes no name and a zero mtime unless asked to, so the
+	// gzip header is fixed. Upgrading klauspost/compress can change the
+	// bytes: TestFixtureDigest (pipeline) catches that, and it then needs a
+	// new LayerFormat.
 	gzipLevel = 6
 	// The assets layer is compressed at level 1: it is built on every
 	// release but uploaded only when an asset changes, and it holds mostly
@@ -68,7 +156,11 @@ const (
 // the split into layers, modes, owners and times. Bump it with any change
 // that gives the same files a different layer, so that a release of an
 // already-deployed commit is built again (LabelLayerFormat).
-const LayerFormat = "1"
+//
+//	1  assets and pages layers, compress/gzip
+//	2  page bucket layers ("Page layers"), directories timed by content
+//	   outside LayerPages, klauspost/compress gzip
+const LayerFormat = "2"
 
 // assetExtensions are the file extensions (lower case) of the assets layer,
 // as listed on LayerAssets: files a site author adds or a theme ships, which
@@ -146,7 +238,9 @@ type SiteLayer struct {
 // that is still a change.
 //
 // Directories, which no validator is derived from, keep the layer time:
-// the commit time in the pages layer, AssetsTime in the assets layer.
+// the commit time in LayerPages, and in every other layer a time derived
+// from that layer's file names and contents (AssetsTime), so that a layer
+// whose files did not change stays the same blob.
 var (
 	contentEpoch  = time.Date(1990, 1, 1, 0, 0, 0, 0, time.UTC)
 	contentWindow = uint64(10 * 365 * 24 * 3600)
@@ -196,13 +290,15 @@ func assetsTime(files []string, sums [][sha256.Size]byte) time.Time {
 type LayerOptions struct {
 	// WebRoot is where the site goes (DefaultWebRoot when empty).
 	WebRoot string
-	// Created is the commit time: the mtime of the pages layer's
-	// directories. The zero time means the Unix epoch.
+	// Created is the commit time: the mtime of LayerPages' directories. The zero time means the Unix epoch.
 	Created time.Time
 	// Precompress adds NAME.gz beside each text file (see precompressible)
 	// that gzip makes smaller, for nginx's gzip_static. A site file of that
 	// name wins over the generated one.
 	Precompress bool
+	// Progress, when set, is called as each layer is done, one call at a
+	// time, from the goroutine that built it.
+	Progress func(LayerProgress)
 }
 
 // Layers turns a rendered site into its image layers without precompressed
@@ -212,17 +308,22 @@ func Layers(site fs.FS, webRoot string, created time.Time) ([]SiteLayer, error) 
 }
 
 // BuildLayers turns a rendered site into its image layers: the assets layer
-// first, then the pages layer, each omitted when it would be empty. Every
-// entry is placed under the web root, owned by 0:0 with no user or group
-// names, mode 0755 for directories and 0644 for files. Files are modified at
-// FileTime of their content; directories at the commit time (truncated to
-// the second), or at AssetsTime in the assets layer.
-// Entries are sorted by name and every parent directory has its own entry.
-// The digests therefore depend only on the file names and contents, the
-// commit time, the web root and Precompress.
+// first, then the page bucket layers in bucket order, then LayerPages (see
+// "Page layers"), each omitted when it would be empty. Every entry is
+// placed under the web root, owned by 0:0 with no user or group names,
+// mode 0755 for directories and 0644 for files. Files are modified at
+// FileTime of their content. Directories are modified at the commit time
+// (truncated to the second) in LayerPages, and at a time derived from the
+// layer's file names and contents (AssetsTime) in the other layers, so that
+// a commit leaves every layer whose files it did not change byte for byte
+// the same. Entries are sorted by name and every parent directory has its
+// own entry. The digests therefore depend only on the file names and
+// contents, the commit time, the web root and Precompress.
 //
-// Files are read concurrently for the two layers, so site must allow
-// concurrent reads, as os.DirFS, fstest.MapFS and afero's file systems do.
+// Layers are compressed concurrently, GOMAXPROCS at a time, largest first;
+// each layer's bytes depend only on its files, never on the number of
+// workers. So site must allow concurrent reads, as os.DirFS, fstest.MapFS
+// and afero's file systems do.
 //
 // The site holds only directories and regular files; anything else, or a name
 // that is not a valid io/fs path (such as one escaping the root with ".."),
@@ -240,6 +341,9 @@ func BuildLayers(site fs.FS, opts LayerOptions) ([]SiteLayer, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(plan) == 0 {
+		return nil, errors.New("site is empty: nothing to put into the image")
+	}
 	var siteFiles map[string]bool
 	if opts.Precompress {
 		siteFiles = map[string]bool{}
@@ -249,49 +353,100 @@ func BuildLayers(site fs.FS, opts LayerOptions) ([]SiteLayer, error) {
 			}
 		}
 	}
-	// Compression dominates the cost, and the layers are independent, so
-	// they are written concurrently.
-	names := []string{LayerAssets, LayerPages}
-	layers := make([]*siteLayer, len(names))
-	errs := make([]error, len(names))
+	// Compression dominates the cost and the layers are independent: a pool
+	// of workers takes them largest first, so that the last one to finish
+	// is a small one.
+	order := make([]int, len(plan))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(plan[b].bytes, plan[a].bytes) })
+	layers := make([]*siteLayer, len(plan))
+	errs := make([]error, len(plan))
+	var next atomic.Int64
+	var progress func(LayerProgress)
+	if opts.Progress != nil {
+		var mu sync.Mutex
+		var done int
+		var compressed int64
+		progress = func(p LayerProgress) {
+			mu.Lock()
+			defer mu.Unlock()
+			done++
+			compressed += p.Compressed
+			p.Done, p.Total, p.CompressedSoFar = done, len(plan), compressed
+			opts.Progress(p)
+		}
+	}
 	var wg sync.WaitGroup
-	for i, name := range names {
-		if p := plan[name]; p != nil {
-			wg.Go(func() {
-				files, err := readSiteFiles(site, p.files, siteFiles)
-				if err != nil {
-					errs[i] = err
+	for range min(runtime.GOMAXPROCS(0), len(plan)) {
+		wg.Go(func() {
+			for {
+				n := int(next.Add(1)) - 1
+				if n >= len(order) {
 					return
 				}
-				dirTime, level := mtime, gzipLevel
-				if name == LayerAssets {
-					level = assetsGzipLevel
-					// See AssetsTime: a text edit (a new commit time) must
-					// not change the assets layer.
-					sums := make([][sha256.Size]byte, len(files))
-					for j := range files {
-						sums[j] = files[j].sum
-					}
-					dirTime = assetsTime(p.files, sums)
+				i := order[n]
+				layers[i], errs[i] = buildLayer(site, root, mtime, plan[i], siteFiles, progress)
+				if errs[i] != nil {
+					// The others would fail the build anyway.
+					next.Store(int64(len(order)))
+					return
 				}
-				layers[i], errs[i] = writeLayer(site, root, dirTime, p, files, level)
-			})
-		}
+			}
+		})
 	}
 	wg.Wait()
-	var out []SiteLayer
-	for i, name := range names {
+	out := make([]SiteLayer, 0, len(plan))
+	for i, p := range plan {
 		if errs[i] != nil {
-			return nil, fmt.Errorf("%s layer: %w", name, errs[i])
-		}
-		if layers[i] != nil {
-			out = append(out, SiteLayer{Name: name, Layer: layers[i], Files: len(plan[name].files)})
+			return nil, fmt.Errorf("%s layer: %w", p.name, errs[i])
 		}
 	}
-	if len(out) == 0 {
-		return nil, errors.New("site is empty: nothing to put into the image")
+	for i, p := range plan {
+		if layers[i] == nil {
+			return nil, fmt.Errorf("%s layer: not built", p.name)
+		}
+		out = append(out, SiteLayer{Name: p.name, Layer: layers[i], Files: len(p.files)})
 	}
 	return out, nil
+}
+
+// buildLayer reads, tars and compresses one planned layer.
+func buildLayer(site fs.FS, root string, mtime time.Time, p *layerPlan, siteFiles map[string]bool, progress func(LayerProgress)) (*siteLayer, error) {
+	files, err := readSiteFiles(site, p.files, siteFiles)
+	if err != nil {
+		return nil, err
+	}
+	dirTime, level := mtime, gzipLevel
+	if p.name != LayerPages {
+		// See AssetsTime: a commit that leaves this layer's files alone
+		// must leave the layer alone.
+		sums := make([][sha256.Size]byte, len(files))
+		for j := range files {
+			sums[j] = files[j].sum
+		}
+		dirTime = assetsTime(p.files, sums)
+	}
+	if p.name == LayerAssets {
+		level = assetsGzipLevel
+	}
+	l, err := writeLayer(site, root, dirTime, p, files, level)
+	if err == nil && progress != nil {
+		progress(LayerProgress{Layer: p.name, Files: len(p.files), Bytes: l.diffSize, Compressed: int64(len(l.compressed))})
+	}
+	return l, err
+}
+
+// LayerProgress reports one finished layer to LayerOptions.Progress.
+type LayerProgress struct {
+	Layer      string
+	Files      int
+	Bytes      int64 // tar bytes
+	Compressed int64 // gzip bytes
+	// Done of Total layers are finished, CompressedSoFar bytes in all.
+	Done, Total     int
+	CompressedSoFar int64
 }
 
 // cleanWebRoot checks that webRoot is an absolute, clean path and returns it
@@ -341,8 +496,20 @@ func validName(name string) bool {
 
 // layerPlan lists what goes into one layer, as site-relative names.
 type layerPlan struct {
+	name  string
 	files []string
 	dirs  map[string]bool
+	bytes int64 // of the files, for scheduling
+}
+
+func newPlan(name string) *layerPlan {
+	return &layerPlan{name: name, dirs: map[string]bool{}}
+}
+
+func (p *layerPlan) addFile(name string, size int64) {
+	p.files = append(p.files, name)
+	p.bytes += size
+	p.addDirs(path.Dir(name))
 }
 
 func (p *layerPlan) addDirs(dir string) {
@@ -352,26 +519,36 @@ func (p *layerPlan) addDirs(dir string) {
 	}
 }
 
-// planLayers walks the site and sorts its files into layers. A directory
-// that ends up in no layer (it holds no files) goes into the pages layer so
-// it still exists in the image.
-func planLayers(site fs.FS) (map[string]*layerPlan, error) {
-	plan := map[string]*layerPlan{}
-	get := func(name string) *layerPlan {
-		if plan[name] == nil {
-			plan[name] = &layerPlan{dirs: map[string]bool{}}
-		}
-		return plan[name]
+// planLayers walks the site and sorts its files into layers (see "Page
+// layers"), returned in stacking order without empty ones. A directory
+// that ends up in no layer (it holds no files) goes where a page of that
+// name would, so it still exists in the image.
+func planLayers(site fs.FS) ([]*layerPlan, error) {
+	type page struct {
+		name string
+		size int64
 	}
+	assets := newPlan(LayerAssets)
+	var pages []page
 	var dirs []string
+	sectionBytes := map[string]int64{}
 	err := walkSite(site, ".", func(name string, d fs.DirEntry) error {
 		switch {
 		case d.IsDir():
 			dirs = append(dirs, name)
 		case d.Type().IsRegular():
-			p := get(layerFor(name))
-			p.files = append(p.files, name)
-			p.addDirs(path.Dir(name))
+			info, err := d.Info()
+			if err != nil {
+				return fmt.Errorf("site file %q: %w", name, err)
+			}
+			if layerFor(name) == LayerAssets {
+				assets.addFile(name, info.Size())
+				return nil
+			}
+			pages = append(pages, page{name, info.Size()})
+			if section, _, ok := strings.Cut(name, "/"); ok {
+				sectionBytes[section] += info.Size()
+			}
 		default:
 			return fmt.Errorf("site path %q is a %s, not a regular file or directory", name, typeName(d.Type()))
 		}
@@ -380,16 +557,44 @@ func planLayers(site fs.FS) (map[string]*layerPlan, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, dir := range dirs {
-		if plan[LayerAssets] != nil && plan[LayerAssets].dirs[dir] {
-			continue
+	split := map[string]bool{}
+	for section, n := range sectionBytes {
+		if n > SectionSplitBytes {
+			split[section] = true
 		}
-		if plan[LayerPages] != nil && plan[LayerPages].dirs[dir] {
-			continue
-		}
-		get(LayerPages).addDirs(dir)
 	}
-	return plan, nil
+	top := newPlan(LayerPages)
+	buckets := make([]*layerPlan, PageBuckets)
+	planFor := func(name string) *layerPlan {
+		if !strings.Contains(name, "/") {
+			return top
+		}
+		b := pageBucket(name, split)
+		if buckets[b] == nil {
+			buckets[b] = newPlan(PageLayerName(b))
+		}
+		return buckets[b]
+	}
+	for _, pg := range pages {
+		planFor(pg.name).addFile(pg.name, pg.size)
+	}
+	all := append([]*layerPlan{assets}, buckets...)
+	all = append(all, top)
+	// Deepest first (the walk lists parents before children), so that a
+	// parent of an empty directory goes where the directory goes.
+	for _, dir := range slices.Backward(dirs) {
+		if !slices.ContainsFunc(all, func(p *layerPlan) bool { return p != nil && p.dirs[dir] }) {
+			planFor(dir).addDirs(dir)
+			copy(all[1:], buckets)
+		}
+	}
+	out := all[:0]
+	for _, p := range all {
+		if p != nil && (len(p.files) > 0 || len(p.dirs) > 0) {
+			out = append(out, p)
+		}
+	}
+	return out, nil
 }
 
 // maxPathLen bounds site paths (Linux's PATH_MAX), which also ends the walk
@@ -468,10 +673,22 @@ func precompressible(name string) bool {
 	return precompressedTypes[strings.ToLower(path.Ext(name))]
 }
 
+// newGzip returns a gzip writer with a fixed header: no name and a zero
+// mtime. (klauspost/compress writes the Unix time of a zero ModTime, which
+// is not 0, so the epoch is set explicitly.)
+func newGzip(w io.Writer, level int) (*gzip.Writer, error) {
+	zw, err := gzip.NewWriterLevel(w, level)
+	if err != nil {
+		return nil, err
+	}
+	zw.ModTime = time.Unix(0, 0)
+	return zw, nil
+}
+
 // gzipFile compresses data for gzip_static.
 func gzipFile(data []byte) ([]byte, error) {
 	var buf bytes.Buffer
-	zw, err := gzip.NewWriterLevel(&buf, precompressLevel)
+	zw, err := newGzip(&buf, precompressLevel)
 	if err != nil {
 		return nil, err
 	}
@@ -564,7 +781,7 @@ func writeLayer(site fs.FS, root string, dirTime time.Time, p *layerPlan, files 
 
 	var compressed bytes.Buffer
 	digest := sha256.New()
-	gz, err := gzip.NewWriterLevel(io.MultiWriter(&compressed, digest), level)
+	gz, err := newGzip(io.MultiWriter(&compressed, digest), level)
 	if err != nil {
 		return nil, err
 	}

@@ -103,7 +103,7 @@ func TestLayersListing(t *testing.T) {
 		fmt.Fprintf(&listing, "# %s layer, %d files\n", l.Name, l.Files)
 		entries := readLayer(t, l.Layer)
 		wantTime := testTime
-		if l.Name == LayerAssets {
+		if l.Name != LayerPages {
 			var files []string
 			for _, e := range entries {
 				if e.hdr.Typeflag == tar.TypeReg {
@@ -115,7 +115,7 @@ func TestLayersListing(t *testing.T) {
 				t.Fatal(err)
 			}
 			if at.Equal(testTime) || at.After(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)) {
-				t.Errorf("assets time %s is not a synthetic pre-2000 time", at)
+				t.Errorf("%s layer time %s is not a synthetic pre-2000 time", l.Name, at)
 			}
 			wantTime = at
 		}
@@ -206,15 +206,25 @@ func TestLayersGzipHeader(t *testing.T) {
 	}
 }
 
+// bucketOf is the name of the page bucket layer of a page in a site
+// without split sections.
+func bucketOf(name string) string { return PageLayerName(pageBucket(name, nil)) }
+
 func TestLayersSplit(t *testing.T) {
 	base := layerDigests(t, mustLayers(t, testSite(), "", testTime))
+	day1, day2 := bucketOf("day1/index.html"), bucketOf("day2/index.html")
+	if day1 == day2 {
+		t.Fatalf("day1 and day2 share %s: pick other test names", day1)
+	}
 	for _, tc := range []struct {
 		name        string
 		edit        func(fstest.MapFS)
 		wantChanged []string
 	}{
-		{"edit page", func(m fstest.MapFS) { m["day1/index.html"] = &fstest.MapFile{Data: []byte("<h1>Day one</h1>\n")} }, []string{LayerPages}},
-		{"new page", func(m fstest.MapFS) { m["day2/index.html"] = &fstest.MapFile{Data: []byte("<h1>Day 2</h1>\n")} }, []string{LayerPages}},
+		{"edit page", func(m fstest.MapFS) { m["day1/index.html"] = &fstest.MapFile{Data: []byte("<h1>Day one</h1>\n")} }, []string{day1}},
+		{"edit nested page", func(m fstest.MapFS) { m["day1/01_intro/index.html"].Data = []byte("<h1>Intro!</h1>") }, []string{day1}},
+		{"new page", func(m fstest.MapFS) { m["day2/index.html"] = &fstest.MapFile{Data: []byte("<h1>Day 2</h1>\n")} }, []string{day2}},
+		{"home page", func(m fstest.MapFS) { m["index.html"] = &fstest.MapFile{Data: []byte("<h1>Home</h1>\n")} }, []string{LayerPages}},
 		{"search index", func(m fstest.MapFS) { m["index.search.js"] = &fstest.MapFile{Data: []byte("var index=[];\n")} }, []string{LayerPages}},
 		{"edit css", func(m fstest.MapFS) { m["css/theme.css"] = &fstest.MapFile{Data: []byte("body{color:red}\n")} }, []string{LayerAssets}},
 		{"new image", func(m fstest.MapFS) { m["day1/_imgs/new.jpg"] = &fstest.MapFile{Data: []byte("jpeg")} }, []string{LayerAssets}},
@@ -226,11 +236,17 @@ func TestLayersSplit(t *testing.T) {
 			tc.edit(site)
 			got := layerDigests(t, mustLayers(t, site, "", testTime))
 			var changed []string
-			for _, n := range []string{LayerAssets, LayerPages} {
+			for _, n := range slices.Sorted(maps.Keys(got)) {
 				if got[n] != base[n] {
 					changed = append(changed, n)
 				}
 			}
+			for n := range base {
+				if _, ok := got[n]; !ok {
+					changed = append(changed, n)
+				}
+			}
+			slices.Sort(tc.wantChanged)
 			if !slices.Equal(changed, tc.wantChanged) {
 				t.Errorf("changed layers %v, want %v", changed, tc.wantChanged)
 			}
@@ -245,10 +261,11 @@ func TestLayersOrderAndOmission(t *testing.T) {
 		wantNames []string
 		wantFiles []int
 	}{
-		{"both", testSite(), []string{LayerAssets, LayerPages}, []int{4, 6}},
+		{"all kinds", testSite(), []string{LayerAssets, bucketOf("day1/x"), LayerPages}, []int{4, 2, 4}},
 		{"pages only", fstest.MapFS{"index.html": {Data: []byte("x")}}, []string{LayerPages}, []int{1}},
 		{"assets only", fstest.MapFS{"a.png": {Data: []byte("x")}, "b/c.css": {}}, []string{LayerAssets}, []int{2}},
 		{"empty dir only", fstest.MapFS{"d": {Mode: fs.ModeDir}}, []string{LayerPages}, []int{0}},
+		{"empty nested dir", fstest.MapFS{"d/e": {Mode: fs.ModeDir}}, []string{bucketOf("d/e")}, []int{0}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ls := mustLayers(t, tc.site, "/srv", testTime)
@@ -380,8 +397,10 @@ func TestLayersLongAndUnicodeNames(t *testing.T) {
 	uni := "tags/größe/index.html"
 	ls := mustLayers(t, fstest.MapFS{long: {Data: []byte("l")}, uni: {Data: []byte("u")}}, "", testTime)
 	got := map[string]string{}
-	for _, e := range readLayer(t, ls[0].Layer) {
-		got[e.hdr.Name] = e.body
+	for _, l := range ls {
+		for _, e := range readLayer(t, l.Layer) {
+			got[e.hdr.Name] = e.body
+		}
 	}
 	for name, body := range map[string]string{long: "l", uni: "u"} {
 		if got[DefaultWebRoot[1:]+"/"+name] != body {

@@ -42,6 +42,14 @@ type lineSink struct {
 	redact   func(string) string
 	open     bool // a progress line is on screen
 	lastDraw time.Time
+	meter    pipeline.ProgressMeter // its Now is the sink's clock
+}
+
+func (s *lineSink) now() time.Time {
+	if s.meter.Now != nil {
+		return s.meter.Now()
+	}
+	return time.Now()
 }
 
 func (s *lineSink) Event(e pipeline.Event) {
@@ -49,15 +57,21 @@ func (s *lineSink) Event(e pipeline.Event) {
 	defer s.mu.Unlock()
 	switch e.Kind {
 	case pipeline.EventProgress:
-		if !s.tty || e.Total <= 0 {
+		if !s.tty {
 			return
 		}
-		if time.Since(s.lastDraw) < 100*time.Millisecond && e.Bytes < e.Total {
-			return
+		// The meter sees every event; the screen is redrawn at most ten
+		// times a second, and always for the last one.
+		line := s.meter.Describe(e)
+		last := (e.Total > 0 && e.Bytes >= e.Total) || (e.Layers > 0 && e.LayersDone >= e.Layers)
+		if t := s.now(); t.Sub(s.lastDraw) >= 100*time.Millisecond || last {
+			s.lastDraw = t
+			if e.Layer != "" {
+				line += " (" + e.Layer + ")"
+			}
+			fmt.Fprintf(s.w, "\r\033[K  %-7s %s", e.Stage, line)
+			s.open = true
 		}
-		s.lastDraw = time.Now()
-		fmt.Fprintf(s.w, "\r\033[K  %-7s %s / %s (%d%%)", e.Stage, size(e.Bytes), size(e.Total), e.Bytes*100/e.Total)
-		s.open = true
 		return
 	case pipeline.EventStart:
 		if s.tty {
@@ -89,16 +103,4 @@ func (s *lineSink) close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.clear()
-}
-
-func size(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
