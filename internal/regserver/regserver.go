@@ -114,6 +114,10 @@ type InProcessOptions struct {
 	// Wrap, if set, wraps the registry handler (after byte counting), e.g.
 	// to require authentication or to observe requests.
 	Wrap func(http.Handler) http.Handler
+	// Referrers turns on the OCI 1.1 referrers API
+	// (GET /v2/<name>/referrers/<digest>); without it the registry answers
+	// 404 there, like a registry that predates OCI 1.1.
+	Referrers bool
 }
 
 // Server is a running in-process registry.
@@ -131,7 +135,7 @@ type Server struct {
 func InProcess(t testing.TB, opts InProcessOptions) *Server {
 	t.Helper()
 	counter := &UploadCounter{}
-	var h http.Handler = ggcrregistry.New(ggcrregistry.Logger(discardLogger()))
+	var h http.Handler = ggcrregistry.New(ggcrregistry.Logger(discardLogger()), ggcrregistry.WithReferrersSupport(opts.Referrers))
 	if opts.Wrap != nil {
 		h = opts.Wrap(h)
 	}
