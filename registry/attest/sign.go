@@ -45,10 +45,10 @@ const (
 
 // statement is an in-toto statement v1; the field order is the JSON order.
 type statement struct {
-	Type          string            `json:"_type"`
-	Subject       []statementSubj   `json:"subject"`
-	PredicateType string            `json:"predicateType"`
-	Predicate     json.RawMessage   `json:"predicate"`
+	Type          string          `json:"_type"`
+	Subject       []statementSubj `json:"subject"`
+	PredicateType string          `json:"predicateType"`
+	Predicate     json.RawMessage `json:"predicate"`
 }
 
 type statementSubj struct {
