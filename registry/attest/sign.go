@@ -13,6 +13,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
 	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
 	protodsse "github.com/sigstore/protobuf-specs/gen/pb-go/dsse"
@@ -254,4 +255,23 @@ func findSigned(ctx context.Context, t Target, digest v1.Hash, pub *PublicKey, p
 		}
 	}
 	return nil, nil
+}
+
+// Describe returns the descriptor of the manifest or index h names in t
+// (media type, digest, size), what a referrer's subject needs.
+func Describe(ctx context.Context, t Target, h v1.Hash) (v1.Descriptor, error) {
+	raw, err := t.Read(ctx, h)
+	if err != nil {
+		return v1.Descriptor{}, fmt.Errorf("read %s in %s: %w", h, t, err)
+	}
+	var m struct {
+		MediaType types.MediaType `json:"mediaType"`
+	}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return v1.Descriptor{}, fmt.Errorf("%s in %s is not a manifest: %w", h, t, err)
+	}
+	if m.MediaType == "" {
+		m.MediaType = types.OCIManifestSchema1
+	}
+	return v1.Descriptor{MediaType: m.MediaType, Digest: h, Size: int64(len(raw))}, nil
 }
