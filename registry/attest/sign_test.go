@@ -331,3 +331,18 @@ func checkSignVerify(t *testing.T, target Target, subject v1.Descriptor, another
 		t.Errorf("VerifyAttestation with another key succeeded")
 	}
 }
+
+// BenchmarkLoadSigner is the one-time cost of decrypting cosign's key
+// format (scrypt, N=32768): paid once per notesctl run with --sign-key.
+func BenchmarkLoadSigner(b *testing.B) {
+	priv, _, err := GenerateKeyPair([]byte(testPassword))
+	if err != nil {
+		b.Fatal(err)
+	}
+	env := envOf(map[string]string{EnvPassword: testPassword})
+	for b.Loop() {
+		if _, err := LoadSigner(string(priv), env); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
