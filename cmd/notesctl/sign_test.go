@@ -209,3 +209,39 @@ func mustHash(t *testing.T, s string) v1.Hash {
 	}
 	return h
 }
+
+// TestActionsSignInputs: under Actions the key comes as PEM in the
+// sign-key input (a secret), its password in cosign-password, the policy
+// in verify-key; the release is signed and gated, and no line of the key
+// or the password shows outside the mask commands.
+func TestActionsSignInputs(t *testing.T) {
+	reg := regserver.InProcess(t, regserver.InProcessOptions{})
+	site := newSite(t)
+	keys := t.TempDir()
+	writeKeyPair(t, keys, "cosign")
+	priv, _ := os.ReadFile(filepath.Join(keys, "cosign.key"))
+	gitops := filepath.Join(t.TempDir(), "gitops")
+	inputs := map[string]string{
+		"site": site, "images": reg.Host + "/acme/notes", "base": "scratch", "gitops-repo": gitops,
+		"sign-key": string(priv), "cosign-password": signPassword, "verify-key": filepath.Join(keys, "cosign.pub"),
+	}
+	env, _, _ := actionsEnv(t, false, true, inputs)
+	env = append(env, "NOTESCTL_INIT=true")
+	r := notesctl(t, site, env, "", "release")
+	mustSucceed(t, r)
+	if !strings.Contains(r.all(), "signed https://sigstore.dev/cosign/sign/v1") || !strings.Contains(r.all(), "signature verified with key") {
+		t.Errorf("the release was not signed and verified:\n%s", r.all())
+	}
+	out := r.all()
+	for _, l := range append(strings.Split(strings.TrimSpace(string(priv)), "\n"), signPassword) {
+		if len(l) < 8 {
+			continue
+		}
+		if !strings.Contains(out, "::add-mask::"+l) {
+			t.Errorf("secret line %q is not masked", l)
+		}
+		if strings.Contains(strings.ReplaceAll(out, "::add-mask::"+l, ""), l) {
+			t.Errorf("secret line %q shows in the log", l)
+		}
+	}
+}
