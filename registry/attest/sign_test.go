@@ -333,7 +333,7 @@ func checkSignVerify(t *testing.T, target Target, subject v1.Descriptor, another
 }
 
 // BenchmarkLoadSigner is the one-time cost of decrypting cosign's key
-// format (scrypt, N=32768): paid once per notesctl run with --sign-key.
+// format (scrypt, N=65536 as cosign writes it): paid once per notesctl run with --sign-key.
 func BenchmarkLoadSigner(b *testing.B) {
 	priv, _, err := GenerateKeyPair([]byte(testPassword))
 	if err != nil {
