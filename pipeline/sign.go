@@ -102,8 +102,10 @@ func shortID(id string) string {
 }
 
 // signRelease signs the pushed image with keys.Sign, and each in-toto
-// statement given (the provenance) as a DSSE attestation, all attached to
-// the image where it was pushed.
+// statement given as a DSSE attestation, all attached to the image where it
+// was pushed. Without statements given, it signs the SLSA provenance
+// statements attached to the image (the release's attest stage runs
+// before it), byte for byte as attached.
 func signRelease(ctx context.Context, r *runner, keys Keys, build *BuildResult, ropts registry.PublishOptions, statements ...[]byte) ([]attest.Signed, error) {
 	if keys.Sign == nil {
 		return nil, nil
@@ -123,6 +125,11 @@ func signRelease(ctx context.Context, r *runner, keys Keys, build *BuildResult, 
 			return "", fmt.Errorf("sign %s: %w", build.Image, err)
 		}
 		opts := attest.SignOptions{Created: build.CommitTime}
+		if len(statements) == 0 {
+			if statements, err = attest.AttachedStatements(ctx, t, h, attest.SLSAProvenancePredicateType); err != nil {
+				return "", fmt.Errorf("sign the provenance of %s: %w", build.Image, err)
+			}
+		}
 		s, err := attest.SignImage(ctx, t, subject, keys.Sign, opts)
 		if err != nil {
 			return "", fmt.Errorf("sign %s: %w", build.Image, err)

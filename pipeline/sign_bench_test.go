@@ -72,7 +72,7 @@ func BenchmarkReleaseSign(b *testing.B) {
 				}
 
 				b.StopTimer()
-				if !res.GitOps.Changed || (k.keys.Sign != nil) != (len(res.Signatures) == 1) {
+				if !res.GitOps.Changed || (k.keys.Sign != nil) != (len(res.Signatures) >= 1) {
 					b.Fatalf("release: changed=%v signatures=%d", res.GitOps.Changed, len(res.Signatures))
 				}
 				sign += time.Duration(res.Durations[StageSign])

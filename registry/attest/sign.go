@@ -275,3 +275,31 @@ func Describe(ctx context.Context, t Target, h v1.Hash) (v1.Descriptor, error) {
 	}
 	return v1.Descriptor{MediaType: m.MediaType, Digest: h, Size: int64(len(raw))}, nil
 }
+
+// InTotoArtifactType is the artifact type of an unsigned in-toto statement
+// attached as a referrer (the provenance a release attaches).
+const InTotoArtifactType = InTotoPayloadType
+
+// AttachedStatements returns the unsigned in-toto statements attached to
+// subject in t whose predicate type is predicateType and whose subjects
+// name it: the bytes to sign as they are, so that the signed attestation
+// and the attached statement are the same document.
+func AttachedStatements(ctx context.Context, t Target, subject v1.Hash, predicateType string) ([][]byte, error) {
+	refs, err := Find(ctx, t, subject, InTotoArtifactType)
+	if err != nil {
+		return nil, err
+	}
+	var out [][]byte
+	for _, d := range refs {
+		ref, err := Fetch(ctx, t, d, subject)
+		if err != nil {
+			return nil, err
+		}
+		st, err := parseStatement(ref.Blob)
+		if err != nil || st.PredicateType != predicateType || !st.names(subject) {
+			continue
+		}
+		out = append(out, ref.Blob)
+	}
+	return out, nil
+}

@@ -308,6 +308,24 @@ func checkSignVerify(t *testing.T, target Target, subject v1.Descriptor, another
 	if _, err := VerifyAttestation(ctx, target, subject.Digest, pub, SLSAProvenancePredicateType); err == nil {
 		t.Errorf("VerifyAttestation before the attestation exists succeeded")
 	}
+	// The unsigned statement as a release attaches it is what gets signed:
+	// AttachedStatements finds it (and not statements of another type or
+	// about another image).
+	otherType := []byte(strings.Replace(string(prov), "https://slsa.dev/provenance/v1", "https://spdx.dev/Document", 1))
+	for _, b := range [][]byte{prov, otherType} {
+		if _, err := Attach(ctx, target, subject, InTotoArtifactType, b, InTotoPayloadType, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := Attach(ctx, target, tampered, InTotoArtifactType, prov, InTotoPayloadType, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := AttachedStatements(ctx, target, subject.Digest, SLSAProvenancePredicateType); err != nil || len(got) != 1 || !bytes.Equal(got[0], prov) {
+		t.Errorf("AttachedStatements = %q, %v; want the provenance", got, err)
+	}
+	if got, err := AttachedStatements(ctx, target, tampered.Digest, SLSAProvenancePredicateType); err != nil || len(got) != 0 {
+		t.Errorf("AttachedStatements of a statement about another image = %q, %v; want none", got, err)
+	}
 	att, err := SignStatement(ctx, target, subject, s, prov, SignOptions{Created: created})
 	if err != nil {
 		t.Fatalf("SignStatement: %v", err)
