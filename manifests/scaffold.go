@@ -46,6 +46,20 @@ const (
 	scaffoldEmptyMapAllowed = "emptyDir"
 )
 
+// scaffoldNotes are comments under the header of some scaffolded files.
+var scaffoldNotes = map[string]string{
+	// Flux can verify signatures of OCIRepository sources, not of the
+	// images an ImagePolicy picks: say where the check has to happen.
+	"imagepolicy.yaml": `# Signatures: an ImagePolicy picks tags and checks no signature, and the
+# ImageUpdateAutomation writes what it picks. To deploy only images signed
+# with your cosign key, let notesctl write the updates with the policy
+# "notesctl release --verify-key cosign.pub" (or verify-key in .notesctl.yaml)
+# and suspend the ImageUpdateAutomation, or enforce it in the cluster with an
+# admission policy. Flux itself verifies OCIRepository sources
+# (.spec.verify, provider cosign): see docs/signatures.md.
+`,
+}
+
 // ScaffoldOptions configures Scaffold.
 //
 // The tree written under root is:
@@ -281,7 +295,7 @@ func scaffoldFiles(opts ScaffoldOptions) ([]scaffoldFile, error) {
 					return nil, fmt.Errorf("scaffold: %s/%s: %w", group.dir, ob.file, err)
 				}
 			}
-			files = append(files, scaffoldFile{path: group.dir + "/" + ob.file, data: append([]byte(scaffoldHeader), data...)})
+			files = append(files, scaffoldFile{path: group.dir + "/" + ob.file, data: append([]byte(scaffoldHeader+scaffoldNotes[ob.file]), data...)})
 			resources = append(resources, ob.file)
 		}
 		kust, err := yaml.Marshal(map[string]any{

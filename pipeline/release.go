@@ -15,6 +15,7 @@ import (
 	"github.com/notesctl/notesctl/manifests/gitops"
 	"github.com/notesctl/notesctl/pipeline/rollout"
 	"github.com/notesctl/notesctl/registry"
+	"github.com/notesctl/notesctl/registry/attest"
 	"github.com/notesctl/notesctl/render"
 )
 
@@ -57,6 +58,9 @@ type ReleaseOptions struct {
 	// Wait, when set, follows the commit into the cluster: reconcile now
 	// and wait for Flux to apply it and the Deployment to run the image.
 	Wait *rollout.Options
+	// Keys sign the pushed image (--sign-key) and gate the GitOps commit
+	// on its signature (--verify-key); see sign.go.
+	Keys Keys
 }
 
 // Outcomes of a release.
@@ -106,6 +110,8 @@ type ReleaseResult struct {
 	Notified  bool               `json:"notified"`
 	Rollout   *rollout.Result    `json:"rollout,omitempty"`
 	Durations map[Stage]Duration `json:"durations"`
+	// Signatures are the signature referrers of the image (--sign-key).
+	Signatures []attest.Signed `json:"signatures,omitempty"`
 }
 
 // GitOpsResult is what happened in the GitOps repository.
@@ -245,6 +251,13 @@ func Release(ctx context.Context, opts ReleaseOptions, sink Sink) (*ReleaseResul
 		})
 		if err != nil {
 			return nil, err
+		}
+		// Sign, then verify before deploy: nothing unverified is committed.
+		if res.Signatures, err = signRelease(ctx, r, opts.Keys, build, opts.Build.Registry); err != nil {
+			return res, err
+		}
+		if _, err := gate(ctx, r, opts.Keys.Verify, build.Image, build.Destination, opts.Build.Registry); err != nil {
+			return res, err
 		}
 	}
 

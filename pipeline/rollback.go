@@ -12,6 +12,7 @@ import (
 	"github.com/notesctl/notesctl/manifests/gitops"
 	"github.com/notesctl/notesctl/pipeline/rollout"
 	"github.com/notesctl/notesctl/registry"
+	"github.com/notesctl/notesctl/registry/attest"
 )
 
 // RollbackOptions say what to roll back to.
@@ -33,6 +34,9 @@ type RollbackOptions struct {
 	Wait        *rollout.Options
 	// SkipUnparseable: see ReleaseOptions.
 	SkipUnparseable bool
+	// VerifyKey, when set, must verify the signature of the release rolled
+	// back to before the commit (see ReleaseOptions.Keys).
+	VerifyKey *attest.PublicKey
 }
 
 // RollbackResult is the rollback commit.
@@ -146,6 +150,19 @@ func Rollback(ctx context.Context, opts RollbackOptions, sink Sink) (*RollbackRe
 		return nil, fmt.Errorf("rollback target %q is not an image reference", target)
 	}
 	policy := manifests.Policy{Namespace: ns, Name: pname, Image: to.Repository, Tag: to.Tag, Digest: to.Digest}
+	if opts.VerifyKey != nil {
+		where := opts.Repository
+		if where == "" {
+			where = to.Repository
+		}
+		digest, err := gate(ctx, r, opts.VerifyKey, target, where, opts.Registry)
+		if err != nil {
+			return nil, err
+		}
+		if policy.Digest == "" {
+			policy.Digest = digest
+		}
+	}
 	source := siteCommitOf(ctx, opts, target)
 	err = r.stage(StageUpdate, func() (string, error) {
 		cr, err := gitops.Commit(ctx, opts.GitOps, func(fsys billy.Filesystem, head gitops.CommitInfo) (string, bool, error) {

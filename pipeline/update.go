@@ -13,6 +13,7 @@ import (
 	"github.com/notesctl/notesctl/manifests"
 	"github.com/notesctl/notesctl/manifests/gitops"
 	"github.com/notesctl/notesctl/registry"
+	"github.com/notesctl/notesctl/registry/attest"
 )
 
 // UpdateOptions are the inputs of an image update without a build (the
@@ -33,6 +34,11 @@ type UpdateOptions struct {
 	// first policy; empty = DefaultMessageTemplate.
 	MessageTemplate string
 	DryRun          bool
+	// VerifyKey, when set, must verify each policy's image signature
+	// before anything is written; an image given by tag only is pinned to
+	// the digest that verified. Registry reaches the images.
+	VerifyKey *attest.PublicKey
+	Registry  registry.PublishOptions
 }
 
 // UpdateResult is what an update changed.
@@ -79,6 +85,23 @@ func Update(ctx context.Context, opts UpdateOptions, sink Sink) (*UpdateResult, 
 		return nil, err
 	}
 	res := &UpdateResult{DryRun: opts.DryRun}
+	if opts.VerifyKey != nil {
+		policies := make([]manifests.Policy, len(opts.Policies))
+		for i, p := range opts.Policies {
+			image := registry.Ref{Repository: p.Image, Tag: p.Tag, Digest: p.Digest}.String()
+			digest, err := gate(ctx, r, opts.VerifyKey, image, "", opts.Registry)
+			if err != nil {
+				return nil, err
+			}
+			if p.Digest == "" {
+				// What is written is what verified, not what the tag
+				// may point at later.
+				p.Digest = digest
+			}
+			policies[i] = p
+		}
+		opts.Policies = policies
+	}
 	apply := func(fsys billy.Filesystem, dryRun bool) (*manifests.Result, error) {
 		mr, err := manifests.Update(fsys, "", opts.Policies, manifests.UpdateOptions{DryRun: dryRun, SkipUnparseable: opts.SkipUnparseable})
 		if err != nil {

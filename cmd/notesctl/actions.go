@@ -39,6 +39,7 @@ var actionInput = map[string]string{
 	"timeout":           "timeout",
 	"sbom":              "sbom",
 	"provenance":        "provenance",
+	"verify-key":        "verify-key",
 }
 
 // secretInputs go to the environment variables notesctl reads, never to
@@ -49,6 +50,8 @@ var secretInputs = map[string]string{
 	"flux-webhook-token": "NOTESCTL_FLUX_WEBHOOK_TOKEN",
 	"github-token":       "GITHUB_TOKEN",
 	"kubeconfig":         "NOTESCTL_KUBECONFIG_DATA",
+	"sign-key":           "NOTESCTL_SIGN_KEY",
+	"cosign-password":    "COSIGN_PASSWORD",
 }
 
 // actionInputs reads the step inputs, masks the secret ones, and returns
@@ -59,8 +62,19 @@ func actionInputs(a *app) (map[string]string, error) {
 	secrets := map[string]string{}
 	for in, env := range secretInputs {
 		if v := strings.TrimSpace(gh.GetInput(in)); v != "" {
-			gh.AddMask(v)
 			a.addSecret(v)
+			if !strings.Contains(v, "\n") {
+				gh.AddMask(v)
+			}
+			// A multi-line secret (a PEM key) is masked line by line: a
+			// mask command holds one line, and the rest of a multi-line
+			// one would be printed as it is.
+			for _, l := range nonEmptyLines(v) {
+				if strings.Contains(v, "\n") && len(l) >= 8 {
+					gh.AddMask(l)
+					a.addSecret(l)
+				}
+			}
 			secrets[env] = v
 		}
 	}

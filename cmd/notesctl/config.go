@@ -46,6 +46,7 @@ Example .notesctl.yaml:
   gitops-branch: main
   policy: flux-system:notes
   hugo-version: ">=0.145.0, <0.146.0"
+  verify-key: cosign.pub   # deploy only images signed with this cosign key
 `
 
 func configHelpTopic() *cobra.Command {

@@ -23,6 +23,7 @@ func (a *app) releaseCommand() *cobra.Command {
 	var gf gitopsFlags
 	var sf scaffoldFlags
 	var cf clusterFlags
+	var kf keyFlags
 	var local, initRepo, dryRun, wait bool
 	var webhook string
 	cmd := &cobra.Command{
@@ -40,7 +41,15 @@ never overwrites a newer release (by commit time) that won a race.
 an OCI layout (` + localLayout + `) and the update into a local GitOps
 repository (` + localGitOps + `), scaffolded with "manifests init" on first use.
 A --gitops path that does not exist is an error (a typo must not become a new
-repository) unless --init says to create it the same way.`,
+repository) unless --init says to create it the same way.
+
+--sign-key signs the pushed image digest with a cosign key (cosign.key from
+"cosign generate-key-pair"; its password in COSIGN_PASSWORD), attached as a
+sigstore bundle referrer that "cosign verify --key cosign.pub" accepts.
+--verify-key (or verify-key in .notesctl.yaml) is the deploy policy: the
+GitOps commit is written only if the image's signature verifies with that
+public key; otherwise the release fails naming the image and the reason, and
+nothing is committed (the image stays pushed).`,
 		Example: `  # offline, on a laptop, in the site repository
   notesctl release --local
 
@@ -53,7 +62,11 @@ repository) unless --init says to create it the same way.`,
   notesctl release --image ghcr.io/acme/notes --gitops ../gitops --dry-run
 
   # first release into a new local GitOps repository, scaffolded on the way
-  notesctl release --image ghcr.io/acme/notes --gitops ../gitops --init`,
+  notesctl release --image ghcr.io/acme/notes --gitops ../gitops --init
+
+  # sign the image with a cosign key and deploy only what verifies
+  COSIGN_PASSWORD=$PASSWORD notesctl release --image ghcr.io/acme/notes --gitops ../gitops \
+      --sign-key cosign.key --verify-key cosign.pub`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			inputs := map[string]string{}
@@ -107,6 +120,9 @@ repository) unless --init says to create it the same way.`,
 				DryRun: dryRun, FluxWebhook: webhook, FluxWebhookToken: a.getenv("NOTESCTL_FLUX_WEBHOOK_TOKEN"),
 			}
 			a.addSecret(opts.FluxWebhookToken)
+			if opts.Keys, err = kf.keys(a); err != nil {
+				return err
+			}
 			if wait {
 				w := cf.options(a)
 				opts.Wait = &w
@@ -137,6 +153,8 @@ repository) unless --init says to create it the same way.`,
 	gf.registerUpdate(cmd)
 	sf.register(cmd, "scaffold-")
 	cf.register(cmd)
+	kf.registerSign(cmd)
+	kf.registerVerify(cmd)
 	f := cmd.Flags()
 	f.BoolVar(&local, "local", false, "offline: OCI layout + local GitOps repository under .notesctl/, scratch base, no network")
 	f.BoolVar(&initRepo, "init", false, "create the GitOps repository at the --gitops path if it does not exist (or is an empty folder), scaffolded as by manifests init (--local does this itself)")

@@ -15,6 +15,7 @@ func (a *app) rollbackCommand() *cobra.Command {
 	var bf buildFlags
 	var to, repository string
 	var local, wait bool
+	var kf keyFlags
 	cmd := &cobra.Command{
 		Use:   "rollback --to TAG|DIGEST|SITE-COMMIT [--gitops URL|PATH]",
 		Short: "Commit an earlier release back into the GitOps repository",
@@ -25,7 +26,10 @@ and the commit message says it is a rollback and from what.
 
 If Flux's ImageUpdateAutomation runs for this policy, it will move the image
 forward to the newest tag again: suspend it first
-(flux suspend image update <name>).`,
+(flux suspend image update <name>).
+
+With --verify-key, the release rolled back to must carry a cosign signature
+by the key, or nothing is committed.`,
 		Example: `  notesctl rollback --local --to b9060af
   notesctl rollback --gitops git@github.com:acme/gitops.git --to main-b9060af-1746598316-hugo0.145.0 --wait`,
 		Args: cobra.NoArgs,
@@ -56,6 +60,11 @@ forward to the newest tag again: suspend it first
 				w := cf.options(a)
 				opts.Wait = &w
 			}
+			keys, err := kf.keys(a)
+			if err != nil {
+				return err
+			}
+			opts.VerifyKey = keys.Verify
 			sink := a.sink()
 			res, err := pipeline.Rollback(cmd.Context(), opts, sink)
 			a.finish(sink)
@@ -81,6 +90,7 @@ forward to the newest tag again: suspend it first
 	f.StringVar(&to, "to", "", "the release to roll back to: a tag, a digest (sha256:…) or a site commit (7+ hex digits)")
 	f.StringVar(&repository, "repository", "", "where to look for tags when the GitOps history lacks the release (default: the image repository in the manifests)")
 	bf.registerReadOnly(cmd)
+	kf.registerVerify(cmd)
 	f.BoolVar(&local, "local", false, "roll back the offline state of release --local")
 	f.BoolVar(&wait, "wait", false, "ask Flux to reconcile now and wait for the rollout")
 	return cmd

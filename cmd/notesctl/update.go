@@ -16,6 +16,8 @@ func (a *app) updateCommand() *cobra.Command {
 	var sets []string
 	var image string
 	var dryRun bool
+	var kf keyFlags
+	var bf buildFlags
 	cmd := &cobra.Command{
 		Use:   "update (--dir DIR | --gitops URL|PATH) (--set NS:NAME=IMAGE:TAG[@DIGEST]... | --image IMAGE:TAG[@DIGEST] [--policy NS:NAME])",
 		Short: "Write an image update into GitOps manifests, the way Flux's image automation does",
@@ -27,11 +29,16 @@ every other byte of each file as it was.
 With --dir it edits a directory in place; with --gitops it clones the
 repository, commits and pushes (retrying on a moved branch, never forcing),
 with the commit message of a release (--message: the same template fields,
-filled from the first policy).`,
+filled from the first policy).
+
+With --verify-key, each image's cosign signature must verify with the key
+before anything is written (an image given by tag is pinned to the digest
+that verified); otherwise the error names the image and the reason.`,
 		Example: `  notesctl update --dir ./gitops --image ghcr.io/acme/notes:main-b9060af-1746598316-hugo0.145.0
   notesctl update --gitops git@github.com:acme/gitops.git \
       --set flux-system:notes=ghcr.io/acme/notes:main-b9060af-1746598316-hugo0.145.0@sha256:0d3b2b1f8c6a1f3f6bb1c3d5ad1f8e1e4c7b9a8d2e5f60718293a4b5c6d7e8f9
-  notesctl update --dir ./gitops --image ghcr.io/acme/notes:v2 --dry-run`,
+  notesctl update --dir ./gitops --image ghcr.io/acme/notes:v2 --dry-run
+  notesctl update --dir ./gitops --image ghcr.io/acme/notes:main-b9060af-1746598316-hugo0.145.0 --verify-key cosign.pub`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := a.prepare(cmd, ".", nil); err != nil {
@@ -50,6 +57,15 @@ filled from the first policy).`,
 					return err
 				}
 			}
+			keys, err := kf.keys(a)
+			if err != nil {
+				return err
+			}
+			if opts.VerifyKey = keys.Verify; opts.VerifyKey != nil {
+				if opts.Registry, err = verifyRegistry(a, &bf, policies[0].Image); err != nil {
+					return err
+				}
+			}
 			res, err := pipeline.Update(cmd.Context(), opts, nil)
 			if err != nil {
 				return err
@@ -63,6 +79,8 @@ filled from the first policy).`,
 	cmd.Flags().StringArrayVar(&sets, "set", nil, "policy=image: NS:NAME=IMAGE:TAG[@DIGEST] (repeatable)")
 	cmd.Flags().StringVar(&image, "image", "", "IMAGE:TAG[@DIGEST] for the policy named by --policy")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the diff and write nothing")
+	kf.registerVerify(cmd)
+	bf.registerRegistryRead(cmd)
 	return cmd
 }
 
