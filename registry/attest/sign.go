@@ -44,8 +44,9 @@ const (
 	annotationCreated             = "org.opencontainers.image.created"
 )
 
-// statement is an in-toto statement v1; the field order is the JSON order.
-type statement struct {
+// anyStatement is an in-toto statement v1 with any predicate, as signed
+// and verified; the field order is the JSON order.
+type anyStatement struct {
 	Type          string          `json:"_type"`
 	Subject       []statementSubj `json:"subject"`
 	PredicateType string          `json:"predicateType"`
@@ -61,7 +62,7 @@ type statementSubj struct {
 // sign` writes: the image digest as its only subject, the cosign sign
 // predicate type, an empty predicate. The same digest gives the same bytes.
 func ImageStatement(digest v1.Hash) []byte {
-	b, _ := json.Marshal(statement{
+	b, _ := json.Marshal(anyStatement{
 		Type:          InTotoStatementType,
 		Subject:       []statementSubj{{Digest: map[string]string{digest.Algorithm: digest.Hex}}},
 		PredicateType: CosignSignPredicateType,
@@ -71,8 +72,8 @@ func ImageStatement(digest v1.Hash) []byte {
 }
 
 // parseStatement reads an in-toto statement's predicate type and subjects.
-func parseStatement(b []byte) (*statement, error) {
-	var st statement
+func parseStatement(b []byte) (*anyStatement, error) {
+	var st anyStatement
 	if err := json.Unmarshal(b, &st); err != nil {
 		return nil, fmt.Errorf("not an in-toto statement: %w", err)
 	}
@@ -86,7 +87,7 @@ func parseStatement(b []byte) (*statement, error) {
 }
 
 // names reports whether the statement has digest among its subjects.
-func (st *statement) names(digest v1.Hash) bool {
+func (st *anyStatement) names(digest v1.Hash) bool {
 	for _, s := range st.Subject {
 		if s.Digest[digest.Algorithm] == digest.Hex {
 			return true

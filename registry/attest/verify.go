@@ -212,7 +212,7 @@ func (v *keyVerifier) check(raw []byte, subject v1.Hash, predicateType string) (
 	return stmt, "", 0
 }
 
-func subjects(st *statement) string {
+func subjects(st *anyStatement) string {
 	var out []string
 	for _, s := range st.Subject {
 		for alg, hex := range s.Digest {
