@@ -37,6 +37,8 @@ var actionInput = map[string]string{
 	"flux-namespace":    "flux-namespace",
 	"kustomization":     "kustomization",
 	"timeout":           "timeout",
+	"preview-domain":    "preview-domain",
+	"preview-app":       "preview-app",
 }
 
 // secretInputs go to the environment variables notesctl reads, never to

@@ -439,6 +439,57 @@ var docScenarios = []docScenario{
 		}}},
 	},
 	{
+		// A pull-request preview: ghcr.io is the in-process registry,
+		// github.com a git server whose GitOps repository holds the scaffold
+		// (with previews/).
+		name: "preview",
+		setup: func(t *testing.T) *docEnv {
+			reg := regserver.InProcess(t, regserver.InProcessOptions{})
+			gs := gitserver.StartHTTPBackend(t, "", "")
+			gitops := seedGitOps(t, gs, reg.Host+"/acme/notes")
+			return &docEnv{dir: newSite(t), env: []string{"NOTESCTL_BASE=scratch"}, subst: []string{
+				"ghcr.io/acme/notes", reg.Host + "/acme/notes",
+				"https://github.com/acme/gitops.git", gitops,
+			}}
+		},
+		steps: []docStep{{cmd: "notesctl preview --pr 12 --preview-domain preview.example.org --image ghcr.io/acme/notes --gitops https://github.com/acme/gitops.git", check: func(t *testing.T, e *docEnv, r result) {
+			if !strings.Contains(r.stdout, "preview-url: https://pr-12.preview.example.org/\n") || !strings.Contains(r.stdout, "/acme/notes:pr-12-") {
+				t.Errorf("preview output lacks the URL or the pr- tag:\n%s", r.stdout)
+			}
+		}}},
+	},
+	{
+		// Previews offline, beside release --local: open, close, expire.
+		name: "preview --local",
+		setup: func(t *testing.T) *docEnv {
+			e := &docEnv{dir: newSite(t)}
+			mustSucceed(t, e.run(t, "notesctl release --local"))
+			return e
+		},
+		steps: []docStep{
+			{cmd: "notesctl preview --local --pr 12 --preview-domain preview.example.org", check: func(t *testing.T, e *docEnv, r result) {
+				b, err := os.ReadFile(filepath.Join(e.dir, ".notesctl/gitops/previews/pr-12/kustomization.yaml"))
+				if err != nil || !strings.Contains(string(b), "newTag: pr-12-") {
+					t.Errorf("no preview overlay (%v):\n%s", err, b)
+				}
+			}},
+			{cmd: "notesctl preview --local --close 12", check: func(t *testing.T, e *docEnv, r result) {
+				if _, err := os.Stat(filepath.Join(e.dir, ".notesctl/gitops/previews/pr-12/kustomization.yaml")); !os.IsNotExist(err) {
+					t.Errorf("previews/pr-12 is still there after --close (%v)", err)
+				}
+			}},
+			{do: func(t *testing.T, e *docEnv) {
+				mustSucceed(t, e.run(t, "notesctl preview --local --pr 12 --preview-domain preview.example.org"))
+			}},
+			// The fixture's commits are from 2025: older than a week.
+			{cmd: "notesctl preview --local --ttl 168h", check: func(t *testing.T, e *docEnv, r result) {
+				if !strings.Contains(r.stdout, "closed: #12") {
+					t.Errorf("--ttl did not close the old preview:\n%s", r.stdout)
+				}
+			}},
+		},
+	},
+	{
 		// --wait and the cluster: a real kube-apiserver with Flux's
 		// source- and kustomize-controller (startFlux); ghcr.io is the
 		// in-process registry, github.com the git server Flux pulls from,

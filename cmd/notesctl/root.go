@@ -87,6 +87,7 @@ Configuration comes from flags, then NOTESCTL_* environment variables, then
 		a.releaseCommand(),
 		a.statusCommand(),
 		a.rollbackCommand(),
+		a.previewCommand(),
 		configHelpTopic(),
 	)
 	return root
