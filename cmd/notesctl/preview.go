@@ -25,7 +25,7 @@ func (a *app) previewCommand() *cobra.Command {
 	var gf gitopsFlags
 	var pr, closeN int
 	var ttl time.Duration
-	var domain, appPath, forgeKind, siteRepo string
+	var domain, appPath, siteRepo string
 	var comment bool
 	var local bool
 	cmd := &cobra.Command{
@@ -155,7 +155,7 @@ pushes (token: NOTESCTL_FORGE_TOKEN, else GITHUB_TOKEN or GITEA_TOKEN).`,
 				return err
 			}
 			if comment && (pr != 0 || closeN != 0) {
-				if err := a.commentPreview(cmd, event, siteRepo, forgeKind, res, closeN != 0); err != nil {
+				if err := a.commentPreview(cmd, event, siteRepo, gf.forge, res, closeN != 0); err != nil {
 					return err
 				}
 			}
@@ -175,7 +175,6 @@ pushes (token: NOTESCTL_FORGE_TOKEN, else GITHUB_TOKEN or GITEA_TOKEN).`,
 	f.StringVar(&appPath, "preview-app", "./apps/notes", "the app's directory in the GitOps repository, which each preview copies")
 	f.BoolVar(&comment, "comment", false, "keep one comment with the preview URL on the pull request (default on under Actions pull_request events)")
 	f.StringVar(&siteRepo, "site-repo", "", "the site repository's URL, for the comment (default under Actions: $GITHUB_SERVER_URL/$GITHUB_REPOSITORY)")
-	f.StringVar(&forgeKind, "forge", "", "gitea (also Forgejo) or github (default: detected from the URL; under Actions GITEA_ACTIONS says)")
 	f.BoolVar(&local, "local", false, "offline: OCI layout and the local GitOps repository of release --local, scratch base")
 	return cmd
 }

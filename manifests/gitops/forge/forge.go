@@ -101,7 +101,9 @@ type Forge interface {
 	Kind() string
 	// EnsurePR returns the open pull request from spec.Head to spec.Base,
 	// with its title and body set to spec's, creating it when there is
-	// none. Closed or merged pull requests of the same head are left alone.
+	// none. An empty spec.Body keeps an existing pull request's title and
+	// body as they are (a re-run that changed nothing). Closed or merged
+	// pull requests of the same head are left alone.
 	EnsurePR(ctx context.Context, repo Repo, spec PRSpec) (*PR, Result, error)
 	// GetPR returns pull request number.
 	GetPR(ctx context.Context, repo Repo, number int) (*PR, error)

@@ -66,7 +66,7 @@ func (g *giteaForge) EnsurePR(ctx context.Context, repo Repo, spec PRSpec) (*PR,
 		return nil, 0, err
 	}
 	if existing != nil {
-		if existing.Title == spec.Title && existing.Body == spec.Body {
+		if spec.Body == "" || existing.Title == spec.Title && existing.Body == spec.Body {
 			return giteaPR(existing), Unchanged, nil
 		}
 		title, body := spec.Title, spec.Body

@@ -91,7 +91,7 @@ func (g *githubForge) EnsurePR(ctx context.Context, repo Repo, spec PRSpec) (*PR
 		if p.GetHead().GetRef() != spec.Head || p.GetBase().GetRef() != spec.Base {
 			continue
 		}
-		if p.GetTitle() == spec.Title && p.GetBody() == spec.Body {
+		if spec.Body == "" || p.GetTitle() == spec.Title && p.GetBody() == spec.Body {
 			return githubPR(p), Unchanged, nil
 		}
 		e, resp, err := g.c.PullRequests.Edit(ctx, repo.Owner, repo.Name, p.GetNumber(), &github.PullRequest{
