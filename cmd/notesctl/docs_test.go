@@ -459,6 +459,29 @@ var docScenarios = []docScenario{
 		}}},
 	},
 	{
+		// --gitops-pr: github.com/acme/gitops.git is a git server, and the
+		// forge API an in-memory GitHub pull-request API (the URL no longer
+		// says GitHub, so the form names the forge).
+		name: "release --gitops-pr",
+		setup: func(t *testing.T) *docEnv {
+			reg := regserver.InProcess(t, regserver.InProcessOptions{})
+			gs := gitserver.StartHTTPBackend(t, "", "")
+			gitopsURL := gs.RepoURL("acme/gitops.git")
+			gitserver.SeedBareRepo(t, gs.RepoPath("acme/gitops.git"), "main", scaffold(t, reg.Host+"/acme/notes", gitopsURL))
+			api := httptest.NewServer(&fakeGitHubPulls{})
+			t.Cleanup(api.Close)
+			return &docEnv{dir: newSite(t), env: []string{"TOKEN=forge-t0ken", "NOTESCTL_BASE=scratch", "NOTESCTL_FORGE_API_URL=" + api.URL + "/"}, subst: []string{
+				"ghcr.io/acme/notes", reg.Host + "/acme/notes",
+				"https://github.com/acme/gitops.git", gitopsURL + " --forge github",
+			}}
+		},
+		steps: []docStep{{cmd: "NOTESCTL_FORGE_TOKEN=$TOKEN notesctl release --image ghcr.io/acme/notes --gitops https://github.com/acme/gitops.git --gitops-pr --auto-merge", check: func(t *testing.T, e *docEnv, r result) {
+			if !strings.Contains(r.stdout, "gitops-pr: https://github.com/acme/gitops/pull/1 (#1, open)") {
+				t.Errorf("no pull request:\n%s", r.stdout)
+			}
+		}}},
+	},
+	{
 		// Previews offline, beside release --local: open, close, expire.
 		name: "preview --local",
 		setup: func(t *testing.T) *docEnv {

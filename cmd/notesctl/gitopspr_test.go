@@ -43,7 +43,7 @@ func (f *fakeGitHubPulls) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		n := len(f.prs) + 1
 		p := map[string]any{"number": n, "node_id": "PR_" + strconv.Itoa(n), "state": "open", "title": in["title"], "body": in["body"],
 			"html_url": "https://github.com/acme/gitops/pull/" + strconv.Itoa(n),
-			"head": map[string]any{"ref": in["head"]}, "base": map[string]any{"ref": in["base"]}}
+			"head":     map[string]any{"ref": in["head"]}, "base": map[string]any{"ref": in["base"]}}
 		f.prs = append(f.prs, p)
 		w.WriteHeader(http.StatusCreated)
 		_ = enc.Encode(p)
