@@ -1,15 +1,19 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/go-git/go-billy/v5"
+	"github.com/go-git/go-billy/v5/util"
 
 	"github.com/notesctl/notesctl/manifests"
 	"github.com/notesctl/notesctl/manifests/gitops"
@@ -44,6 +48,8 @@ type PreviewResult struct {
 	// Closed lists the previews removed (Close, Expire).
 	Closed []int    `json:"closed,omitempty"`
 	Files  []string `json:"files,omitempty"`
+	// Diff is the change to previews/, unified.
+	Diff string `json:"diff,omitempty"`
 }
 
 // Preview renders the pull request's head with the preview's baseURL,
@@ -80,9 +86,11 @@ func Preview(ctx context.Context, opts PreviewOptions, sink Sink) (*PreviewResul
 			if err != nil {
 				return "", false, err
 			}
+			before := snapshotDir(fs, manifests.PreviewsDir)
 			if _, err := manifests.WritePreview(fs, po); err != nil {
 				return "", false, err
 			}
+			res.Diff = dirDiff(before, snapshotDir(fs, manifests.PreviewsDir))
 			msg := fmt.Sprintf("Preview pull request #%d: %s\n\nPreview-URL: %s\nSource-Commit: %s\nImage: %s\n",
 				opts.Number, built.Tag, res.URL, built.Commit, built.Image)
 			return msg, true, nil
@@ -171,6 +179,8 @@ func closePreviews(ctx context.Context, opts PreviewOptions, sink Sink, pick fun
 			if err != nil {
 				return "", false, err
 			}
+			before := snapshotDir(fs, manifests.PreviewsDir)
+			defer func() { res.Diff = dirDiff(before, snapshotDir(fs, manifests.PreviewsDir)) }()
 			for _, n := range pick(all) {
 				removed, err := manifests.RemovePreview(fs, n)
 				if err != nil {
@@ -207,4 +217,42 @@ func shortHash(h string) string {
 		return h[:7]
 	}
 	return h
+}
+
+// snapshotDir reads every file under dir (slash paths).
+func snapshotDir(fs billy.Filesystem, dir string) map[string][]byte {
+	out := map[string][]byte{}
+	_ = util.Walk(fs, dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || fi.IsDir() {
+			return nil
+		}
+		if b, err := util.ReadFile(fs, p); err == nil {
+			out[filepath.ToSlash(p)] = b
+		}
+		return nil
+	})
+	return out
+}
+
+// dirDiff is the unified diff from one snapshot to the other.
+func dirDiff(a, b map[string][]byte) string {
+	names := map[string]bool{}
+	for n := range a {
+		names[n] = true
+	}
+	for n := range b {
+		names[n] = true
+	}
+	sorted := make([]string, 0, len(names))
+	for n := range names {
+		sorted = append(sorted, n)
+	}
+	sort.Strings(sorted)
+	var out strings.Builder
+	for _, n := range sorted {
+		if !bytes.Equal(a[n], b[n]) {
+			out.WriteString(manifests.UnifiedDiff("a/"+n, "b/"+n, a[n], b[n], 3))
+		}
+	}
+	return out.String()
 }

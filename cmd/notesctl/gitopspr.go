@@ -41,6 +41,11 @@ type gitopsPR struct {
 // from the GitOps branch when it is missing, and returns the options that
 // commit to it.
 func (a *app) startGitOpsPR(ctx context.Context, g *gitopsFlags, opts gitops.Options, siteDir, revision string) (*gitopsPR, gitops.Options, error) {
+	return a.startGitOpsPRBranch(ctx, g, opts, siteDir, revision, func(commit string) string { return gitops.PRBranch(g.policy, commit) })
+}
+
+// startGitOpsPRBranch is startGitOpsPR with the branch named by branch(site commit).
+func (a *app) startGitOpsPRBranch(ctx context.Context, g *gitopsFlags, opts gitops.Options, siteDir, revision string, branch func(string) string) (*gitopsPR, gitops.Options, error) {
 	loc, err := forge.Detect(g.url, g.forge)
 	if err != nil {
 		return nil, opts, fmt.Errorf("--gitops-pr: %w", err)
@@ -54,7 +59,7 @@ func (a *app) startGitOpsPR(ctx context.Context, g *gitopsFlags, opts gitops.Opt
 	if err != nil {
 		return nil, opts, err
 	}
-	pr := &gitopsPR{base: opts.Branch, head: gitops.PRBranch(g.policy, commit), loc: loc, forge: f}
+	pr := &gitopsPR{base: opts.Branch, head: branch(commit), loc: loc, forge: f}
 	if pr.created, err = gitops.EnsureBranch(ctx, opts, pr.head); err != nil {
 		return nil, opts, err
 	}

@@ -109,11 +109,29 @@ func TestReleaseGitOpsPR(t *testing.T) {
 		t.Errorf("the re-run did not reuse #1:\n%s", r.stdout)
 	}
 	fake.mu.Lock()
-	defer fake.mu.Unlock()
 	if len(fake.prs) != 1 || fake.prs[0]["body"] != body {
 		t.Errorf("after the re-run: %d pull requests, body %q; want the one, unchanged", len(fake.prs), fake.prs[0]["body"])
 	}
 	if len(fake.autoMerge) != 1 || !strings.Contains(fake.autoMerge[0], "enablePullRequestAutoMerge") || !strings.Contains(fake.autoMerge[0], `"PR_1"`) {
 		t.Errorf("auto-merge calls %q", fake.autoMerge)
+	}
+	fake.mu.Unlock()
+
+	// A preview through a pull request: its own branch, the overlay's diff
+	// in the body, the GitOps branch untouched.
+	r = notesctl(t, site, env, "", "preview", "--pr", "12", "--preview-domain", "preview.example.org", "--image", reg.Host+"/acme/notes",
+		"--base", "scratch", "--gitops", gitopsURL, "--forge", "github", "--gitops-pr")
+	mustSucceed(t, r)
+	if !strings.Contains(r.stdout, "gitops-pr: https://github.com/acme/gitops/pull/2 (#2, open)") {
+		t.Errorf("no pull request for the preview:\n%s", r.stdout)
+	}
+	if got := gitOut(t, gs.RepoPath("acme/gitops.git"), "rev-parse", "main"); got != mainBefore {
+		t.Errorf("the GitOps branch moved to %s", got)
+	}
+	fake.mu.Lock()
+	defer fake.mu.Unlock()
+	if len(fake.prs) != 2 || fake.prs[1]["head"].(map[string]any)["ref"] != "notesctl/preview/pr-12/"+sha7 ||
+		!strings.Contains(fake.prs[1]["body"].(string), "+++ b/previews/pr-12/kustomization.yaml") {
+		t.Errorf("the preview pull request: %+v", fake.prs[len(fake.prs)-1])
 	}
 }

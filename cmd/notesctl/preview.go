@@ -12,6 +12,7 @@ import (
 	"github.com/sethvargo/go-githubactions"
 	"github.com/spf13/cobra"
 
+	"github.com/notesctl/notesctl/manifests/gitops"
 	"github.com/notesctl/notesctl/manifests/gitops/forge"
 	"github.com/notesctl/notesctl/pipeline"
 )
@@ -28,6 +29,7 @@ func (a *app) previewCommand() *cobra.Command {
 	var domain, appPath, siteRepo string
 	var comment bool
 	var local bool
+	var prf prFlags
 	cmd := &cobra.Command{
 		Use:   "preview --pr N --preview-domain DOMAIN | --close N | --ttl DURATION",
 		Short: "Deploy a live preview of a pull request, or close previews",
@@ -126,6 +128,20 @@ pushes (token: NOTESCTL_FORGE_TOKEN, else GITHUB_TOKEN or GITEA_TOKEN).`,
 			if err != nil {
 				return err
 			}
+			var gpr *gitopsPR
+			if prf.enabled {
+				// One branch per pull request and head commit; previews
+				// and releases of the same site commit never share one.
+				n := pr + closeN
+				if n == 0 {
+					return errors.New("preview: --gitops-pr works with --pr or --close, not --ttl")
+				}
+				if gpr, gopts, err = a.startGitOpsPRBranch(cmd.Context(), &gf, gopts, bf.site, bf.revision, func(commit string) string {
+					return gitops.PRBranch(fmt.Sprintf("preview:pr-%d", n), commit)
+				}); err != nil {
+					return err
+				}
+			}
 			opts := pipeline.PreviewOptions{GitOps: gopts, Domain: domain, AppPath: appPath}
 			sink := a.sink()
 			defer a.finish(sink)
@@ -154,6 +170,22 @@ pushes (token: NOTESCTL_FORGE_TOKEN, else GITHUB_TOKEN or GITEA_TOKEN).`,
 			if err != nil {
 				return err
 			}
+			if gpr != nil {
+				title, diff := fmt.Sprintf("Preview pull request #%d", res.Number), ""
+				if closeN != 0 {
+					title = fmt.Sprintf("Close the preview of pull request #%d", res.Number)
+				}
+				if res.Changed {
+					diff = res.Diff
+				}
+				p, err := gpr.finish(cmd.Context(), a, title, diff, prf.autoMerge, nil, "")
+				if err != nil {
+					return err
+				}
+				if p != nil && a.output != "json" {
+					defer fmt.Fprintf(a.stdout, "gitops-pr: %s (#%d, %s)\n", p.URL, p.Number, prState(p))
+				}
+			}
 			if comment && (pr != 0 || closeN != 0) {
 				if err := a.commentPreview(cmd, event, siteRepo, gf.forge, res, closeN != 0); err != nil {
 					return err
@@ -167,6 +199,7 @@ pushes (token: NOTESCTL_FORGE_TOKEN, else GITHUB_TOKEN or GITEA_TOKEN).`,
 	}
 	bf.register(cmd)
 	gf.register(cmd)
+	prf.register(cmd)
 	f := cmd.Flags()
 	f.IntVar(&pr, "pr", 0, "pull request number to deploy a preview of (its head: --revision, default HEAD)")
 	f.IntVar(&closeN, "close", 0, "pull request number whose preview to remove")
