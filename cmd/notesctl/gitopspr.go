@@ -41,16 +41,16 @@ type gitopsPR struct {
 // from the GitOps branch when it is missing, and returns the options that
 // commit to it.
 func (a *app) startGitOpsPR(ctx context.Context, g *gitopsFlags, opts gitops.Options, siteDir, revision string) (*gitopsPR, gitops.Options, error) {
-	return a.startGitOpsPRBranch(ctx, g, opts, siteDir, revision, func(commit string) string { return gitops.PRBranch(g.policy, commit) })
-}
-
-// startGitOpsPRBranch is startGitOpsPR with the branch named by branch(site commit).
-func (a *app) startGitOpsPRBranch(ctx context.Context, g *gitopsFlags, opts gitops.Options, siteDir, revision string, branch func(string) string) (*gitopsPR, gitops.Options, error) {
-	loc, err := forge.Detect(g.url, g.forge)
+	commit, err := resolveCommit(siteDir, revision)
 	if err != nil {
 		return nil, opts, fmt.Errorf("--gitops-pr: %w", err)
 	}
-	commit, err := resolveCommit(siteDir, revision)
+	return a.startGitOpsPRHead(ctx, g, opts, gitops.PRBranch(g.policy, commit))
+}
+
+// startGitOpsPRHead is startGitOpsPR for the branch head.
+func (a *app) startGitOpsPRHead(ctx context.Context, g *gitopsFlags, opts gitops.Options, head string) (*gitopsPR, gitops.Options, error) {
+	loc, err := forge.Detect(g.url, g.forge)
 	if err != nil {
 		return nil, opts, fmt.Errorf("--gitops-pr: %w", err)
 	}
@@ -59,12 +59,27 @@ func (a *app) startGitOpsPRBranch(ctx context.Context, g *gitopsFlags, opts gito
 	if err != nil {
 		return nil, opts, err
 	}
-	pr := &gitopsPR{base: opts.Branch, head: branch(commit), loc: loc, forge: f}
+	pr := &gitopsPR{base: opts.Branch, head: head, loc: loc, forge: f}
 	if pr.created, err = gitops.EnsureBranch(ctx, opts, pr.head); err != nil {
 		return nil, opts, err
 	}
 	opts.Branch = pr.head
 	return pr, opts, nil
+}
+
+// rollbackBranch is the pull-request branch of a rollback to a release
+// (tag, digest or site commit), e.g. notesctl/flux-system/notes/rollback-b9060af.
+func rollbackBranch(policy, to string) string {
+	clean := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' {
+			return r
+		}
+		return '-'
+	}, strings.TrimPrefix(to, "sha256:"))
+	if len(clean) > 40 {
+		clean = clean[:40]
+	}
+	return strings.TrimSuffix(gitops.PRBranch(policy, "x"), "/x") + "/rollback-" + strings.Trim(clean, "-.")
 }
 
 func (a *app) logf(format string, args ...any) {

@@ -128,9 +128,23 @@ func TestReleaseGitOpsPR(t *testing.T) {
 	if got := gitOut(t, gs.RepoPath("acme/gitops.git"), "rev-parse", "main"); got != mainBefore {
 		t.Errorf("the GitOps branch moved to %s", got)
 	}
+	// A rollback through a pull request: its own branch, from the GitOps
+	// branch, the release found in the registry.
+	r = notesctl(t, site, env, "", "rollback", "--gitops", gitopsURL, "--forge", "github", "--to", sha7, "--gitops-pr")
+	mustSucceed(t, r)
+	if !strings.Contains(r.stdout, "gitops-pr: https://github.com/acme/gitops/pull/3 (#3, open)") {
+		t.Errorf("no pull request for the rollback:\n%s", r.stdout)
+	}
+	if got := gitOut(t, gs.RepoPath("acme/gitops.git"), "rev-parse", "main"); got != mainBefore {
+		t.Errorf("the GitOps branch moved to %s", got)
+	}
 	fake.mu.Lock()
 	defer fake.mu.Unlock()
-	if len(fake.prs) != 2 || fake.prs[1]["head"].(map[string]any)["ref"] != "notesctl/preview/pr-12/"+sha7 ||
+	if len(fake.prs) != 3 || fake.prs[2]["head"].(map[string]any)["ref"] != "notesctl/flux-system/notes/rollback-"+sha7 ||
+		!strings.Contains(fake.prs[2]["body"].(string), "```diff") {
+		t.Errorf("the rollback pull request: %+v", fake.prs[len(fake.prs)-1])
+	}
+	if len(fake.prs) < 2 || fake.prs[1]["head"].(map[string]any)["ref"] != "notesctl/preview/pr-12/"+sha7 ||
 		!strings.Contains(fake.prs[1]["body"].(string), "+++ b/previews/pr-12/kustomization.yaml") {
 		t.Errorf("the preview pull request: %+v", fake.prs[len(fake.prs)-1])
 	}

@@ -136,9 +136,11 @@ pushes (token: NOTESCTL_FORGE_TOKEN, else GITHUB_TOKEN or GITEA_TOKEN).`,
 				if n == 0 {
 					return errors.New("preview: --gitops-pr works with --pr or --close, not --ttl")
 				}
-				if gpr, gopts, err = a.startGitOpsPRBranch(cmd.Context(), &gf, gopts, bf.site, bf.revision, func(commit string) string {
-					return gitops.PRBranch(fmt.Sprintf("preview:pr-%d", n), commit)
-				}); err != nil {
+				commit, err := resolveCommit(bf.site, bf.revision)
+				if err != nil {
+					return fmt.Errorf("--gitops-pr: %w", err)
+				}
+				if gpr, gopts, err = a.startGitOpsPRHead(cmd.Context(), &gf, gopts, gitops.PRBranch(fmt.Sprintf("preview:pr-%d", n), commit)); err != nil {
 					return err
 				}
 			}
