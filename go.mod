@@ -3,6 +3,7 @@ module github.com/notesctl/notesctl
 go 1.26.0
 
 require (
+	code.gitea.io/sdk/gitea v0.25.1
 	github.com/ProtonMail/go-crypto v1.1.6
 	github.com/bep/logg v0.4.0
 	github.com/chromedp/cdproto v0.160.1
@@ -18,6 +19,7 @@ require (
 	github.com/go-git/go-git/v5 v5.19.3
 	github.com/gohugoio/hugo v0.145.0
 	github.com/google/go-containerregistry v0.22.1
+	github.com/google/go-github/v81 v81.0.0
 	github.com/in-toto/attestation v1.2.0
 	github.com/klauspost/compress v1.19.2
 	github.com/mattn/go-isatty v0.0.20
@@ -43,6 +45,11 @@ require (
 )
 
 require (
+	github.com/42wim/httpsig v1.2.4 // indirect
+	github.com/davidmz/go-pageant v1.0.2 // indirect
+	github.com/go-fed/httpsig v1.1.0 // indirect
+	github.com/google/go-querystring v1.1.0 // indirect
+	github.com/hashicorp/go-version v1.9.0 // indirect
 	github.com/secure-systems-lab/go-securesystemslib v0.11.0 // indirect
 	github.com/youmark/pkcs8 v0.0.0-20240726163527-a2c0da244d78 // indirect
 	google.golang.org/genproto/googleapis/api v0.0.0-20260526163538-3dc84a4a5aaa // indirect

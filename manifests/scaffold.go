@@ -76,6 +76,8 @@ var scaffoldNotes = map[string]string{
 //	flux/NAME/imagepolicy.yaml        ImagePolicy picking the newest Branch tag
 //	flux/NAME/imageupdateautomation.yaml  ImageUpdateAutomation (Setters on Path)
 //	flux/NAME/receiver.yaml           generic-hmac Receiver (only with Receiver)
+//	flux/NAME/previews.yaml           Flux Kustomization NAME-previews applying previews/ (prune)
+//	previews/kustomization.yaml       the open pull-request previews (notesctl preview; none at first)
 //
 // All Flux objects live in the ImagePolicy's namespace (flux-system by
 // default). Apply flux/NAME once (or include it from the cluster's Flux
@@ -221,8 +223,9 @@ func (o ScaffoldOptions) resolve() (*scaffoldOpts, error) {
 			return nil, fmt.Errorf("scaffold: invalid ingress host %q: %s", o.Host, strings.Join(errs, "; "))
 		}
 	}
-	if clean := path.Clean(o.Path); clean == "." || strings.HasPrefix(clean, "..") || path.IsAbs(clean) || clean == "flux" || strings.HasPrefix(clean, "flux/") {
-		return nil, fmt.Errorf("scaffold: invalid path %q: want a path inside the repository, e.g. ./apps/%s", o.Path, o.Name)
+	if clean := path.Clean(o.Path); clean == "." || strings.HasPrefix(clean, "..") || path.IsAbs(clean) || clean == "flux" || strings.HasPrefix(clean, "flux/") ||
+		clean == PreviewsDir || strings.HasPrefix(clean, PreviewsDir+"/") {
+		return nil, fmt.Errorf("scaffold: invalid path %q: want a path inside the repository outside flux/ and %s/, e.g. ./apps/%s", o.Path, PreviewsDir, o.Name)
 	}
 	return &scaffoldOpts{
 		ScaffoldOptions: o,
@@ -268,6 +271,7 @@ func scaffoldFiles(opts ScaffoldOptions) ([]scaffoldFile, error) {
 		{"imagerepository.yaml", o.imageRepository()},
 		{"imagepolicy.yaml", o.imagePolicy()},
 		{"imageupdateautomation.yaml", o.imageUpdateAutomation()},
+		{"previews.yaml", o.previewsKustomization()},
 	}
 	if o.Receiver {
 		fluxObjects = append(fluxObjects, struct {
@@ -308,6 +312,11 @@ func scaffoldFiles(opts ScaffoldOptions) ([]scaffoldFile, error) {
 		}
 		files = append(files, scaffoldFile{path: group.dir + "/kustomization.yaml", data: append([]byte(scaffoldHeader), kust...)})
 	}
+	previews, err := previewListFile(nil)
+	if err != nil {
+		return nil, err
+	}
+	files = append(files, scaffoldFile{path: PreviewsDir + "/kustomization.yaml", data: previews})
 	return files, nil
 }
 

@@ -97,10 +97,11 @@ func TestScaffoldAcceptedByKubeAPIServer(t *testing.T) {
 			}
 			objs := append(kustomizeObjects(t, root, appDir), kustomizeObjects(t, root, "flux/"+name)...)
 
+			// Two Flux Kustomizations: the app's and the previews'.
 			wantKinds := []string{"Deployment", "GitRepository", "ImagePolicy", "ImageRepository", "ImageUpdateAutomation",
-				"Ingress", "Kustomization", "Namespace", "Receiver", "Service"}
+				"Ingress", "Kustomization", "Kustomization", "Namespace", "Receiver", "Service"}
 			if got := kindsOf(objs); !reflect.DeepEqual(got, wantKinds) {
-				t.Fatalf("scaffold objects are %v, want one each of %v", got, wantKinds)
+				t.Fatalf("scaffold objects are %v, want %v", got, wantKinds)
 			}
 
 			env.CreateNamespace(t, tc.fluxNamespace)

@@ -282,8 +282,8 @@ func TestScaffoldExistingFiles(t *testing.T) {
 	if b, _ := util.ReadFile(fs, "apps/notes/service.yaml"); string(b) == "mine\n" {
 		t.Error("Force did not overwrite service.yaml")
 	}
-	if len(written) != 10 {
-		t.Errorf("wrote %d files, want 10: %v", len(written), written)
+	if len(written) != 12 {
+		t.Errorf("wrote %d files, want 12: %v", len(written), written)
 	}
 }
 
@@ -341,8 +341,8 @@ func TestScaffoldKustomizeBuild(t *testing.T) {
 					dirs = append(dirs, path.Dir(w))
 				}
 			}
-			if len(dirs) != 2 {
-				t.Fatalf("kustomization.yaml in %v, want the app and the flux directory", dirs)
+			if len(dirs) != 3 || dirs[2] != PreviewsDir {
+				t.Fatalf("kustomization.yaml in %v, want the app, the flux directory and %s", dirs, PreviewsDir)
 			}
 			for _, sub := range dirs {
 				var stdout, stderr bytes.Buffer
@@ -354,6 +354,13 @@ func TestScaffoldKustomizeBuild(t *testing.T) {
 				// Every object the directory holds comes out of the build.
 				files := scaffoldReadTree(t, osfs.New(filepath.Join(dir, sub)), "")
 				out := stdout.String()
+				if sub == PreviewsDir {
+					// No preview is open yet: the list builds to nothing.
+					if strings.TrimSpace(out) != "" {
+						t.Errorf("kustomize build %s: want no objects, got:\n%s", sub, out)
+					}
+					continue
+				}
 				objects := strings.Count(out, "\n---\n") + 1
 				if want := len(files) - 1; objects != want || !strings.HasPrefix(out, "apiVersion:") {
 					t.Errorf("kustomize build %s: %d objects, want %d:\n%s", sub, objects, want, out)

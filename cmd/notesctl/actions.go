@@ -40,6 +40,8 @@ var actionInput = map[string]string{
 	"sbom":              "sbom",
 	"provenance":        "provenance",
 	"verify-key":        "verify-key",
+	"preview-domain":    "preview-domain",
+	"preview-app":       "preview-app",
 }
 
 // secretInputs go to the environment variables notesctl reads, never to

@@ -68,7 +68,8 @@ func TestActionYAML(t *testing.T) {
 	}
 
 	// Inputs notesctl reads are passed to the release step as INPUT_<NAME>.
-	read := map[string]bool{"push": true}
+	// command is read by the step's shell: it picks the notesctl command.
+	read := map[string]bool{"push": true, "command": true}
 	for in := range actionInput {
 		read[in] = true
 	}

@@ -439,6 +439,80 @@ var docScenarios = []docScenario{
 		}}},
 	},
 	{
+		// A pull-request preview: ghcr.io is the in-process registry,
+		// github.com a git server whose GitOps repository holds the scaffold
+		// (with previews/).
+		name: "preview",
+		setup: func(t *testing.T) *docEnv {
+			reg := regserver.InProcess(t, regserver.InProcessOptions{})
+			gs := gitserver.StartHTTPBackend(t, "", "")
+			gitops := seedGitOps(t, gs, reg.Host+"/acme/notes")
+			return &docEnv{dir: newSite(t), env: []string{"NOTESCTL_BASE=scratch"}, subst: []string{
+				"ghcr.io/acme/notes", reg.Host + "/acme/notes",
+				"https://github.com/acme/gitops.git", gitops,
+			}}
+		},
+		steps: []docStep{{cmd: "notesctl preview --pr 12 --preview-domain preview.example.org --image ghcr.io/acme/notes --gitops https://github.com/acme/gitops.git", check: func(t *testing.T, e *docEnv, r result) {
+			if !strings.Contains(r.stdout, "preview-url: https://pr-12.preview.example.org/\n") || !strings.Contains(r.stdout, "/acme/notes:pr-12-") {
+				t.Errorf("preview output lacks the URL or the pr- tag:\n%s", r.stdout)
+			}
+		}}},
+	},
+	{
+		// --gitops-pr: github.com/acme/gitops.git is a git server, and the
+		// forge API an in-memory GitHub pull-request API (the URL no longer
+		// says GitHub, so the form names the forge).
+		name: "release --gitops-pr",
+		setup: func(t *testing.T) *docEnv {
+			reg := regserver.InProcess(t, regserver.InProcessOptions{})
+			gs := gitserver.StartHTTPBackend(t, "", "")
+			gitopsURL := gs.RepoURL("acme/gitops.git")
+			gitserver.SeedBareRepo(t, gs.RepoPath("acme/gitops.git"), "main", scaffold(t, reg.Host+"/acme/notes", gitopsURL))
+			api := httptest.NewServer(&fakeGitHubPulls{})
+			t.Cleanup(api.Close)
+			return &docEnv{dir: newSite(t), env: []string{"TOKEN=forge-t0ken", "NOTESCTL_BASE=scratch", "NOTESCTL_FORGE_API_URL=" + api.URL + "/"}, subst: []string{
+				"ghcr.io/acme/notes", reg.Host + "/acme/notes",
+				"https://github.com/acme/gitops.git", gitopsURL + " --forge github",
+			}}
+		},
+		steps: []docStep{{cmd: "NOTESCTL_FORGE_TOKEN=$TOKEN notesctl release --image ghcr.io/acme/notes --gitops https://github.com/acme/gitops.git --gitops-pr --auto-merge", check: func(t *testing.T, e *docEnv, r result) {
+			if !strings.Contains(r.stdout, "gitops-pr: https://github.com/acme/gitops/pull/1 (#1, open)") {
+				t.Errorf("no pull request:\n%s", r.stdout)
+			}
+		}}},
+	},
+	{
+		// Previews offline, beside release --local: open, close, expire.
+		name: "preview --local",
+		setup: func(t *testing.T) *docEnv {
+			e := &docEnv{dir: newSite(t)}
+			mustSucceed(t, e.run(t, "notesctl release --local"))
+			return e
+		},
+		steps: []docStep{
+			{cmd: "notesctl preview --local --pr 12 --preview-domain preview.example.org", check: func(t *testing.T, e *docEnv, r result) {
+				b, err := os.ReadFile(filepath.Join(e.dir, ".notesctl/gitops/previews/pr-12/kustomization.yaml"))
+				if err != nil || !strings.Contains(string(b), "newTag: pr-12-") {
+					t.Errorf("no preview overlay (%v):\n%s", err, b)
+				}
+			}},
+			{cmd: "notesctl preview --local --close 12", check: func(t *testing.T, e *docEnv, r result) {
+				if _, err := os.Stat(filepath.Join(e.dir, ".notesctl/gitops/previews/pr-12/kustomization.yaml")); !os.IsNotExist(err) {
+					t.Errorf("previews/pr-12 is still there after --close (%v)", err)
+				}
+			}},
+			{do: func(t *testing.T, e *docEnv) {
+				mustSucceed(t, e.run(t, "notesctl preview --local --pr 12 --preview-domain preview.example.org"))
+			}},
+			// The fixture's commits are from 2025: older than a week.
+			{cmd: "notesctl preview --local --ttl 168h", check: func(t *testing.T, e *docEnv, r result) {
+				if !strings.Contains(r.stdout, "closed: #12") {
+					t.Errorf("--ttl did not close the old preview:\n%s", r.stdout)
+				}
+			}},
+		},
+	},
+	{
 		// --wait and the cluster: a real kube-apiserver with Flux's
 		// source- and kustomize-controller (startFlux); ghcr.io is the
 		// in-process registry, github.com the git server Flux pulls from,

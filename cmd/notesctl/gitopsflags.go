@@ -25,6 +25,7 @@ type gitopsFlags struct {
 	policy          string
 	maxPushAttempts int
 	skipUnparseable bool
+	forge           string
 }
 
 func (g *gitopsFlags) register(cmd *cobra.Command) {
@@ -40,6 +41,7 @@ func (g *gitopsFlags) register(cmd *cobra.Command) {
 	f.StringVar(&g.message, "message", "", "Go template for the commit message over .Image .Repository .Tag .Digest .Commit .ShortCommit .Branch .Policy .Changes")
 	f.StringVar(&g.policy, "policy", "flux-system:notes", "Flux ImagePolicy the setter markers name, NAMESPACE:NAME")
 	f.IntVar(&g.maxPushAttempts, "max-push-attempts", 5, "how often to re-apply and push when the GitOps branch moved meanwhile")
+	f.StringVar(&g.forge, "forge", "", "the forge's API for pull requests and comments: gitea (also Forgejo) or github (default: read from the URL; under Actions GITEA_ACTIONS says)")
 }
 
 // registerUpdate registers the flags of the commands that update markers.

@@ -7,7 +7,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/notesctl/notesctl/manifests/gitops/forge"
 	"github.com/notesctl/notesctl/pipeline"
+	"github.com/notesctl/notesctl/pipeline/rollout"
 )
 
 // Defaults of release --local: everything stays under .notesctl/ in the
@@ -25,6 +27,7 @@ func (a *app) releaseCommand() *cobra.Command {
 	var cf clusterFlags
 	var kf keyFlags
 	var local, initRepo, dryRun, wait bool
+	var prf prFlags
 	var webhook string
 	cmd := &cobra.Command{
 		Use:   "release --image REPO --gitops URL|PATH",
@@ -134,9 +137,25 @@ nothing is committed (the image stays pushed).`,
 				so := sf.options(bf.image, gf.policy)
 				opts.Scaffold = &so
 			}
+			var gpr *gitopsPR
+			var prWait *rollout.Options
+			if prf.enabled && !dryRun {
+				if gpr, opts.GitOps, err = a.startGitOpsPR(cmd.Context(), &gf, opts.GitOps, bf.site, bf.revision); err != nil {
+					return err
+				}
+				// --wait waits for the merge, then for Flux.
+				prWait, opts.Wait = opts.Wait, nil
+			}
 			sink := a.sink()
 			res, err := pipeline.Release(cmd.Context(), opts, sink)
 			a.finish(sink)
+			if err == nil && gpr != nil {
+				var pr *forge.PR
+				pr, err = gpr.finish(cmd.Context(), a, "Deploy "+res.Build.Image, res.GitOps.Diff, prf.autoMerge, prWait, res.Build.Image)
+				if pr != nil && a.output != "json" {
+					defer fmt.Fprintf(a.stdout, "gitops-pr: %s (#%d, %s)\n", pr.URL, pr.Number, prState(pr))
+				}
+			}
 			if as, ok := sink.(*pipeline.ActionsSink); ok {
 				as.Finish(res, err)
 				setMetadataOutput(a, res)
@@ -155,6 +174,7 @@ nothing is committed (the image stays pushed).`,
 	cf.register(cmd)
 	kf.registerSign(cmd)
 	kf.registerVerify(cmd)
+	prf.register(cmd)
 	f := cmd.Flags()
 	f.BoolVar(&local, "local", false, "offline: OCI layout + local GitOps repository under .notesctl/, scratch base, no network")
 	f.BoolVar(&initRepo, "init", false, "create the GitOps repository at the --gitops path if it does not exist (or is an empty folder), scaffolded as by manifests init (--local does this itself)")

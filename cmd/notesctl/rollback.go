@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/notesctl/notesctl/pipeline"
+	"github.com/notesctl/notesctl/pipeline/rollout"
 )
 
 func (a *app) rollbackCommand() *cobra.Command {
@@ -16,6 +17,7 @@ func (a *app) rollbackCommand() *cobra.Command {
 	var to, repository string
 	var local, wait bool
 	var kf keyFlags
+	var prf prFlags
 	cmd := &cobra.Command{
 		Use:   "rollback --to TAG|DIGEST|SITE-COMMIT [--gitops URL|PATH]",
 		Short: "Commit an earlier release back into the GitOps repository",
@@ -65,11 +67,28 @@ by the key, or nothing is committed.`,
 				return err
 			}
 			opts.VerifyKey = keys.Verify
+			var gpr *gitopsPR
+			var prWait *rollout.Options
+			if prf.enabled {
+				if gpr, opts.GitOps, err = a.startGitOpsPRHead(cmd.Context(), &gf, opts.GitOps, rollbackBranch(gf.policy, to)); err != nil {
+					return err
+				}
+				prWait, opts.Wait = opts.Wait, nil
+			}
 			sink := a.sink()
 			res, err := pipeline.Rollback(cmd.Context(), opts, sink)
 			a.finish(sink)
 			if err != nil {
 				return err
+			}
+			if gpr != nil {
+				pr, err := gpr.finish(cmd.Context(), a, "Roll back to "+res.To, res.GitOps.Diff, prf.autoMerge, prWait, res.To)
+				if err != nil {
+					return err
+				}
+				if pr != nil && a.output != "json" {
+					defer fmt.Fprintf(a.stdout, "gitops-pr: %s (#%d, %s)\n", pr.URL, pr.Number, prState(pr))
+				}
 			}
 			if a.output == "json" {
 				return a.printJSON(res)
@@ -86,6 +105,7 @@ by the key, or nothing is committed.`,
 	gf.register(cmd)
 	gf.registerUpdate(cmd)
 	cf.register(cmd)
+	prf.register(cmd)
 	f := cmd.Flags()
 	f.StringVar(&to, "to", "", "the release to roll back to: a tag, a digest (sha256:…) or a site commit (7+ hex digits)")
 	f.StringVar(&repository, "repository", "", "where to look for tags when the GitOps history lacks the release (default: the image repository in the manifests)")

@@ -88,6 +88,7 @@ Configuration comes from flags, then NOTESCTL_* environment variables, then
 		a.statusCommand(),
 		a.rollbackCommand(),
 		a.verifyCommand(),
+		a.previewCommand(),
 		configHelpTopic(),
 	)
 	return root

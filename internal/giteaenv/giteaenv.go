@@ -42,6 +42,9 @@ type Options struct {
 	RunnerEnv []string
 	// Logf receives progress lines (default: t.Logf).
 	Logf func(format string, args ...any)
+	// NoRunner starts Gitea alone, for tests of its API that run no
+	// workflow.
+	NoRunner bool
 }
 
 // Env is a running Gitea + runner.
@@ -88,6 +91,9 @@ func Start(t testing.TB, opts Options) *Env {
 		t.Fatalf("gitea: %v", err)
 	}
 	e.logf("giteaenv: gitea %s ready in %s", e.URL, since(start))
+	if opts.NoRunner {
+		return e
+	}
 	start = time.Now()
 	if err := e.startRunner(opts.RunnerEnv); err != nil {
 		t.Fatalf("gitea runner: %v", err)
@@ -365,7 +371,12 @@ host:
 }
 
 // RunnerLog returns the runner's output so far.
-func (e *Env) RunnerLog() string { return e.runner.log.String() }
+func (e *Env) RunnerLog() string {
+	if e.runner == nil {
+		return ""
+	}
+	return e.runner.log.String()
+}
 
 // API calls Gitea's REST API at /api/v1+path as the admin. body is sent as
 // JSON (nil: no body); the answer is decoded into out (nil: discarded).
