@@ -543,13 +543,11 @@ func (n *kubeletNode) sync(t *testing.T) {
 	}
 }
 
-// servedImage is the image every ready endpoint of the Service runs, or ""
-// with a description when there is none or they differ.
+// servedImage is the image of every endpoint the Service's proxy sends
+// connections to (its ready endpoints), or "" with a description when there
+// is none or they differ.
 func (n *kubeletNode) servedImage(ctx context.Context) (string, string) {
-	eps, err := n.node.ServiceEndpoints(ctx, "notes", "notes", "http")
-	if err != nil {
-		return "", err.Error()
-	}
+	eps := n.service.Endpoints()
 	images := map[string][]string{}
 	for _, ep := range eps {
 		ns, name, _ := strings.Cut(ep.Pod, "/")

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -484,10 +485,9 @@ func (n *Node) ServiceProxy(t testing.TB, namespace, service, portName string) *
 	}
 	sp := &ServiceProxy{eps: make(chan []Endpoint, 1)}
 	sp.eps <- nil
-	current := func() []Endpoint { e := <-sp.eps; sp.eps <- e; return e }
-	next := 0
+	var next atomic.Int64
 	sp.p = startProxy(ln, func(ctx context.Context) (net.Conn, error) {
-		eps := current()
+		eps := sp.Endpoints()
 		if len(eps) == 0 {
 			// The first connection may come before the first poll.
 			ctx2, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -497,8 +497,7 @@ func (n *Node) ServiceProxy(t testing.TB, namespace, service, portName string) *
 		if len(eps) == 0 {
 			return nil, fmt.Errorf("Service %s/%s has no ready endpoints", namespace, service)
 		}
-		next++
-		ep := eps[next%len(eps)]
+		ep := eps[int(next.Add(1))%len(eps)]
 		return n.Dial(ctx, "tcp", net.JoinHostPort(ep.IP, fmt.Sprint(ep.Port)))
 	})
 	stop := make(chan struct{})
@@ -543,6 +542,14 @@ func removed(old, now []Endpoint) bool {
 		}
 	}
 	return false
+}
+
+// Endpoints are the endpoints the proxy sends new connections to now (as
+// of its last look at the EndpointSlices).
+func (sp *ServiceProxy) Endpoints() []Endpoint {
+	e := <-sp.eps
+	sp.eps <- e
+	return append([]Endpoint(nil), e...)
 }
 
 // Addr is the proxy's host address (127.0.0.1:PORT).
