@@ -28,7 +28,8 @@ import (
 // tools/kube/build.sh from the same wrapper module as kube-apiserver, with
 // Debian's containerd 1.6 and runc as its runtime, the pods on a CNI bridge;
 // kube-scheduler places the pods and kube-controller-manager runs the
-// deployment, replicaset, serviceaccount and endpointslice controllers. A
+// deployment, replicaset, serviceaccount, endpointslice and node-lifecycle
+// controllers. A
 // Deployment's pods really run, their probes really pass or fail, and a
 // Service's endpoints are real.
 //
@@ -353,7 +354,10 @@ func (n *Node) startControlPlane(dir string) error {
 	n.env.track(sched)
 	kcm, err := startProcess("kube-controller-manager", n.tools.controllerManager, []string{
 		k, "--leader-elect=false", "--secure-port=0", "--v=1",
-		"--controllers=deployment-controller,replicaset-controller,serviceaccount-controller,endpointslice-controller",
+		// node-lifecycle-controller takes off the not-ready taint kubelet
+		// registers the node with, once it is Ready.
+		"--controllers=deployment-controller,replicaset-controller,serviceaccount-controller,endpointslice-controller,node-lifecycle-controller",
+		"--node-monitor-period=1s",
 		"--use-service-account-credentials=false",
 		"--concurrent-deployment-syncs=2", "--concurrent-replicaset-syncs=2",
 	}, nil)
@@ -374,7 +378,9 @@ func (n *Node) waitReady(ctx context.Context) error {
 			}
 		}
 		var node corev1.Node
-		err := n.env.Client.Get(ctx, types.NamespacedName{Name: n.Name}, &node)
+		getCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := n.env.Client.Get(getCtx, types.NamespacedName{Name: n.Name}, &node)
+		cancel()
 		switch {
 		case err == nil:
 			ready := false
@@ -394,7 +400,7 @@ func (n *Node) waitReady(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("node %s not Ready: %s; kubelet log:\n%s", n.Name, last, n.env.Logs("kubelet"))
+			return fmt.Errorf("node %s not Ready: %s (see the kubelet log)", n.Name, last)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

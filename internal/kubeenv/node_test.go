@@ -80,18 +80,18 @@ func TestNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	proxy := node.ServiceProxy(t, "web", "web", "http")
-	waitServes(t, proxy.Addr(), "one\n", 2, node)
+	waitServes(t, env, proxy.Addr(), "one\n", 2, node)
 
 	// A rollout: the pods are replaced and the proxy only reaches new ones.
 	if err := env.Client.Get(ctx, types.NamespacedName{Namespace: "web", Name: "web"}, d); err != nil {
 		t.Fatal(err)
 	}
 	c := &d.Spec.Template.Spec.Containers[0]
-	c.Command[2] = strings.Replace(c.Command[2], "echo one", "echo two", 1)
+	c.Command[3] = strings.Replace(c.Command[3], "echo one", "echo two", 1)
 	if err := env.Client.Update(ctx, d); err != nil {
 		t.Fatal(err)
 	}
-	waitServes(t, proxy.Addr(), "two\n", 2, node)
+	waitServes(t, env, proxy.Addr(), "two\n", 2, node)
 
 	cs, err := node.Containers()
 	if err != nil {
@@ -110,7 +110,7 @@ func TestNode(t *testing.T) {
 
 // waitServes waits until the proxy answers want on every one of several
 // requests and the Service has endpoints ready endpoints.
-func waitServes(t *testing.T, addr, want string, endpoints int, node *kubeenv.Node) {
+func waitServes(t *testing.T, env *kubeenv.Env, addr, want string, endpoints int, node *kubeenv.Node) {
 	t.Helper()
 	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	deadline := time.Now().Add(120 * time.Second)
@@ -139,7 +139,20 @@ func waitServes(t *testing.T, addr, want string, endpoints int, node *kubeenv.No
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	t.Fatalf("the Service does not serve %q: %s", want, last)
+	var rs appsv1.ReplicaSetList
+	_ = env.Client.List(context.Background(), &rs)
+	var pods corev1.PodList
+	_ = env.Client.List(context.Background(), &pods)
+	var b strings.Builder
+	for _, r := range rs.Items {
+		fmt.Fprintf(&b, "\nReplicaSet %s: spec %d status %+v", r.Name, *r.Spec.Replicas, r.Status)
+	}
+	for _, p := range pods.Items {
+		fmt.Fprintf(&b, "\nPod %s node %q phase %s conditions %+v", p.Name, p.Spec.NodeName, p.Status.Phase, p.Status.Conditions)
+	}
+	var d appsv1.Deployment
+	_ = env.Client.Get(context.Background(), types.NamespacedName{Namespace: "web", Name: "web"}, &d)
+	t.Fatalf("the Service does not serve %q: %s\nDeployment generation %d status %+v%s", want, last, d.Generation, d.Status, b.String())
 }
 
 func ptrTo[T any](v T) *T { return &v }
