@@ -6,16 +6,20 @@
 #   site commit -> notesctl release --wait (the built binary)
 #     -> CNCF Distribution (htpasswd + TLS) -> GitOps repo on git http-backend
 #     -> Flux source-controller + kustomize-controller (requestedAt)
-#     -> the Deployment's image run with runc under its pod spec, readiness
-#        probe passed, the Service stand-in moved to it
-#     -> Chromium reads the edit
+#     -> a real node: kube-controller-manager rolls the Deployment out,
+#        kube-scheduler places the pods, kubelet runs them with containerd +
+#        runc, its readiness probe passes, the Service's endpoints move
+#        (without the node's tools, runc runs the Deployment's image under
+#        its pod spec instead: see cmd/notesctl/seedflow_test.go)
+#     -> Chromium reads the edit through the Service
 #
 #   bench/live.sh            # N=5 rounds on testdata/site
 #   N=3 bench/live.sh
 #
 # Target (issue #12): within 3 s for testdata/site. Needs root (runc), runc,
-# nginx-light, chromium, docker-registry, git and the tools of
-# tools/kube/build.sh (built here if missing).
+# containerd, containernetworking-plugins, busybox-static, nginx-light,
+# chromium, docker-registry, git and the tools of tools/kube/build.sh (built
+# here if missing).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 

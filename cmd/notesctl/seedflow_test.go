@@ -7,14 +7,26 @@ package main
 // `manifests init` scaffolded, the image running, and headless Chromium
 // reading the page.
 //
-// Where the image runs: there is no kubelet here. runcNode stands in for
-// kubelet and the deployment controller, and only for them: it reads the
-// Deployment that kustomize-controller applied from the API server and
-// runs its image with runc under that pod spec (image, securityContext,
-// emptyDirs; the readiness probe's path and port decide when it serves),
-// then moves the "Service" (a forwarder on loopback) to it and writes the
-// Deployment status a finished rollout gets. So Flux's health check and
-// `release --wait` pass only once the new image really answers its probe.
+// Where the image runs: on a real node when its tools are here (kubelet,
+// kube-scheduler and kube-controller-manager built by tools/kube/build.sh at
+// the API server's version; Debian's containerd, runc, CNI plugins and
+// static busybox). The Deployment Flux applied gets its pods scheduled,
+// pulled from the registry (the node holds the pull credentials), started
+// under the scaffold's securityContext and probed by kubelet on 8080; the
+// test and the browser read the site through the Service: kubenode's
+// ServiceProxy follows the Service's EndpointSlices (ready pods only) as
+// kube-proxy does and dials the pod IPs inside the node's network
+// namespace. See internal/kubeenv/node.go.
+//
+// Without those tools (locally; with NOTESCTL_REQUIRE_TOOLS=1 that is a
+// failure), runcNode stands in for kubelet and the deployment controller,
+// and only for them: it reads the Deployment that kustomize-controller
+// applied from the API server and runs its image with runc under that pod
+// spec (image, securityContext, emptyDirs; the readiness probe's path and
+// port decide when it serves), then moves the "Service" (a forwarder on
+// loopback) to it and writes the Deployment status a finished rollout gets.
+// Either way Flux's health check and `release --wait` pass only once the
+// new image really answers its probe.
 
 import (
 	"bytes"
@@ -26,6 +38,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -43,6 +56,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/notesctl/notesctl/internal/browser"
 	"github.com/notesctl/notesctl/internal/gitserver"
@@ -50,6 +64,7 @@ import (
 	"github.com/notesctl/notesctl/internal/regserver"
 	"github.com/notesctl/notesctl/internal/runcenv"
 	"github.com/notesctl/notesctl/internal/sitegit"
+	"github.com/notesctl/notesctl/internal/testenv"
 )
 
 // Credentials of the flow's servers; none may appear in any output.
@@ -72,7 +87,7 @@ type seedFlow struct {
 	env       *kubeenv.Env
 	reg       *regserver.DistributionServer
 	gs        *gitserver.HTTPBackend
-	node      *runcNode
+	node      seedNode
 	image     string
 	gitopsURL string
 	site      string
@@ -90,6 +105,10 @@ type seedFlow struct {
 func startSeedFlow(t *testing.T) (*seedFlow, string) {
 	t.Helper()
 	runcenv.Require(t)
+	nodeErr := kubeenv.FindNodeTools()
+	if nodeErr != nil && testenv.ToolsRequired() {
+		t.Fatalf("%v (%s=1)", nodeErr, testenv.EnvRequireTools)
+	}
 	env := kubeenv.Start(t, kubeenv.Options{Flux: true})
 	reg := regserver.Distribution(t, regserver.DistributionOptions{User: seedRegistryUser, Password: seedRegistryPassword, TLS: true})
 	gs := gitserver.StartHTTPBackend(t, seedGitUser, seedGitPassword)
@@ -98,7 +117,12 @@ func startSeedFlow(t *testing.T) (*seedFlow, string) {
 		image: reg.Host + "/acme/notes", gitopsURL: gs.RepoURL("gitops.git"),
 		site: newSite(t), base: runcenv.NginxBase(t),
 	}
-	f.node = newRuncNode(t, env, reg)
+	if nodeErr == nil {
+		f.node = newKubeletNode(t, env, reg)
+	} else {
+		t.Logf("no real node (%v): the image runs with runc from the Deployment spec instead", nodeErr)
+		f.node = newRuncNode(t, env, reg)
+	}
 
 	scaffold := t.TempDir()
 	mustSucceed(t, notesctl(t, scaffold, nil, "", "manifests", "init", "--dir", ".", "--image", f.image, "--git-url", f.gitopsURL))
@@ -218,8 +242,8 @@ func (f *seedFlow) describeCluster(t *testing.T) string {
 	if err := f.env.Client.Get(context.Background(), types.NamespacedName{Namespace: "notes", Name: "notes"}, &d); err != nil {
 		return "Deployment notes/notes: " + err.Error()
 	}
-	return fmt.Sprintf("Kustomization status %s; Deployment generation %d, status %+v; node runs %s (rolled out generation %d)",
-		describe(kustomization(t, f.env)), d.Generation, d.Status, f.node.image, f.node.generation)
+	return fmt.Sprintf("Kustomization status %s; Deployment generation %d, status %+v; node: %s",
+		describe(kustomization(t, f.env)), d.Generation, d.Status, f.node.describe(t))
 }
 
 // runNodeUntil lets the node follow the Deployment until ok holds.
@@ -291,15 +315,13 @@ func (f *seedFlow) checkApplied(t *testing.T, ref string) {
 	if got := deploymentImage(t, f.env); got != ref {
 		t.Errorf("the Deployment spec runs %s, want the released %s", got, ref)
 	}
-	if f.node.image != ref {
-		t.Fatalf("the node runs %s, want %s", f.node.image, ref)
-	}
-	client := f.node.container.HTTPClient()
+	f.node.checkServes(t, ref)
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableCompression: true, Proxy: nil}}
 	for _, c := range []struct{ path, want string }{
 		{"/", "<title>"},
 		{seedTalkPage, seedTitle},
 	} {
-		resp, err := client.Get("http://127.0.0.1:8080" + c.path)
+		resp, err := hc.Get("http://" + f.node.serviceAddr() + c.path)
 		if err != nil {
 			t.Fatalf("GET %s: %v", c.path, err)
 		}
@@ -350,7 +372,7 @@ func jsQuote(s string) string {
 func TestSeedFlow(t *testing.T) {
 	f, first := startSeedFlow(t)
 	b := browser.New(t)
-	url := "http://" + f.node.service.Addr() + seedTalkPage
+	url := "http://" + f.node.serviceAddr() + seedTalkPage
 
 	b.Open(t, url)
 	b.Wait(t, "the talk's diagram is drawn", 30*time.Second, chromedp.WaitVisible(chromedp.CSS("pre.mermaid svg")))
@@ -408,13 +430,13 @@ func TestSeedFlowLive(t *testing.T) {
 	}
 	f, _ := startSeedFlow(t)
 	b := browser.New(t)
-	url := "http://" + f.node.service.Addr() + seedTalkPage
+	url := "http://" + f.node.serviceAddr() + seedTalkPage
 	b.Open(t, url)
 	var totals []float64
 	for round := 1; round <= rounds; round++ {
 		text := fmt.Sprintf("Live edit %d: the failover drill passed.", round)
 		gitopsHead := gitOut(t, f.gs.RepoPath("gitops.git"), "rev-parse", "main")
-		oldImage := f.node.image
+		oldImage := f.node.view().image
 		var gitopsAt, deployAt, servingAt, seenAt time.Duration
 		start := time.Now()
 		f.editTalk(t, text, 1+round)
@@ -425,11 +447,11 @@ func TestSeedFlowLive(t *testing.T) {
 					gitopsAt = since
 				}
 			}
-			if deployAt == 0 && f.node.seen != oldImage {
-				deployAt = f.node.seenAt.Sub(start)
+			if v := f.node.view(); deployAt == 0 && v.seen != oldImage {
+				deployAt = v.seenAt.Sub(start)
 			}
-			if servingAt == 0 && f.node.image != oldImage {
-				servingAt = f.node.servingAt.Sub(start)
+			if v := f.node.view(); servingAt == 0 && v.image != oldImage {
+				servingAt = v.servingAt.Sub(start)
 			}
 			if servingAt != 0 && seenAt == 0 && pageShows(t, b, url, text) {
 				seenAt = time.Since(start)
@@ -456,24 +478,262 @@ func TestSeedFlowLive(t *testing.T) {
 	fmt.Printf("LIVEBENCH-MEDIAN %.3f (min %.3f, max %.3f, n=%d)\n", totals[len(totals)/2], totals[0], totals[len(totals)-1], len(totals))
 }
 
+// seedNode is where the Deployment notes/notes runs: a real node
+// (kubeletNode) or runc standing in for one (runcNode).
+type seedNode interface {
+	// sync does one round of the node's work (runcNode) or observes the
+	// real node's (kubeletNode), updating view.
+	sync(t *testing.T)
+	view() *nodeView
+	// serviceAddr is the host address (127.0.0.1:PORT) of the Service.
+	serviceAddr() string
+	// checkServes checks that the Service sends every request to ref's
+	// pods (waiting for a rollout's end) and that they run as the
+	// scaffold says.
+	checkServes(t *testing.T, ref string)
+	describe(t *testing.T) string
+}
+
+// nodeView is what the flow knows of the node.
+type nodeView struct {
+	// image is what the serving pods (all the Service's endpoints) run.
+	image string
+	// seen is the image of the last Deployment spec read, seenAt when it
+	// was first read; servingAt is when the Service served only image.
+	seen              string
+	seenAt, servingAt time.Time
+}
+
+// kubeletNode is a real node (kubeenv.StartNode) running the Deployment's
+// pods; sync only watches the Deployment spec and the Service's endpoints.
+type kubeletNode struct {
+	nodeView
+	env     *kubeenv.Env
+	node    *kubeenv.Node
+	service *kubeenv.ServiceProxy
+}
+
+func newKubeletNode(t *testing.T, env *kubeenv.Env, reg *regserver.DistributionServer) *kubeletNode {
+	node := env.StartNode(t, kubeenv.NodeOptions{Registries: []kubeenv.NodeRegistry{{
+		Host: reg.Host, CAFile: reg.CAFile, Username: reg.User, Password: reg.Password,
+	}}})
+	return &kubeletNode{env: env, node: node, service: node.ServiceProxy(t, "notes", "notes", "http")}
+}
+
+func (n *kubeletNode) view() *nodeView     { return &n.nodeView }
+func (n *kubeletNode) serviceAddr() string { return n.service.Addr() }
+
+func (n *kubeletNode) sync(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var d appsv1.Deployment
+	if err := n.env.Client.Get(ctx, types.NamespacedName{Namespace: "notes", Name: "notes"}, &d); err != nil {
+		if apierrors.IsNotFound(err) {
+			return
+		}
+		t.Fatalf("node: reading the Deployment: %v", err)
+	}
+	if img := d.Spec.Template.Spec.Containers[0].Image; img != n.seen {
+		n.seen, n.seenAt = img, time.Now()
+	}
+	img, _ := n.servedImage(ctx)
+	if img != "" && img != n.image {
+		n.image, n.servingAt = img, time.Now()
+	}
+}
+
+// servedImage is the image of every endpoint the Service's proxy sends
+// connections to (its ready endpoints), or "" with a description when there
+// is none or they differ.
+func (n *kubeletNode) servedImage(ctx context.Context) (string, string) {
+	eps := n.service.Endpoints()
+	images := map[string][]string{}
+	for _, ep := range eps {
+		ns, name, _ := strings.Cut(ep.Pod, "/")
+		var pod corev1.Pod
+		if err := n.env.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &pod); err != nil {
+			return "", err.Error()
+		}
+		images[pod.Spec.Containers[0].Image] = append(images[pod.Spec.Containers[0].Image], ep.IP)
+	}
+	if len(images) != 1 {
+		return "", fmt.Sprintf("Service endpoints by image: %v", images)
+	}
+	for img := range images {
+		return img, ""
+	}
+	return "", ""
+}
+
+func (n *kubeletNode) checkServes(t *testing.T, ref string) {
+	t.Helper()
+	// release --wait (kstatus) ends when the old ReplicaSet is scaled
+	// down; its pods may still be terminating and leaving the endpoints.
+	waitForFast(t, 30*time.Second, "the Service to serve only "+ref, func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		img, why := n.servedImage(ctx)
+		return img == ref, why
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var d appsv1.Deployment
+	if err := n.env.Client.Get(ctx, types.NamespacedName{Namespace: "notes", Name: "notes"}, &d); err != nil {
+		t.Fatal(err)
+	}
+	want := *d.Spec.Replicas
+	if st := d.Status; st.ObservedGeneration != d.Generation || st.UpdatedReplicas != want || st.ReadyReplicas != want || st.AvailableReplicas != want {
+		t.Errorf("the Deployment's status is not a finished rollout of %d replicas: %+v", want, st)
+	}
+	pods, err := n.node.PodsOf(ctx, "notes", d.Spec.Selector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	running := map[string]bool{}
+	for _, p := range pods {
+		if p.DeletionTimestamp != nil || p.Spec.Containers[0].Image != ref {
+			continue
+		}
+		running[p.Namespace+"/"+p.Name] = true
+		ready := false
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady {
+				ready = c.Status == corev1.ConditionTrue
+			}
+		}
+		if !ready || p.Spec.NodeName != n.node.Name || p.Status.PodIP == "" {
+			t.Errorf("pod %s: Ready %v on node %q with IP %q", p.Name, ready, p.Spec.NodeName, p.Status.PodIP)
+		}
+		for _, cs := range p.Status.ContainerStatuses {
+			// The liveness probe (10 s in, every 10 s) never failed three
+			// times in a row: kubelet would have restarted the container.
+			if cs.RestartCount != 0 || cs.State.Running == nil {
+				t.Errorf("pod %s container %s: %d restarts, state %+v", p.Name, cs.Name, cs.RestartCount, cs.State)
+			}
+		}
+	}
+	if len(running) != int(want) {
+		t.Errorf("%d pods run %s, want %d", len(running), ref, want)
+	}
+	// The containers' processes run as the scaffold's securityContext says.
+	cs, err := n.node.Containers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	for _, c := range cs {
+		if c.Sandbox || c.Name != "notes" || !running[c.Pod] {
+			continue
+		}
+		checked++
+		checkContainerProcess(t, c)
+	}
+	if checked != int(want) {
+		t.Errorf("found %d running notes containers of %s on the node, want %d (%+v)", checked, ref, want, cs)
+	}
+}
+
+// checkContainerProcess reads a container's process from /proc: uid and
+// gid 101, no capabilities, no new privileges, the root file system
+// read-only and the emptyDirs writable.
+func checkContainerProcess(t *testing.T, c kubeenv.Container) {
+	t.Helper()
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.PID))
+	if err != nil {
+		t.Fatalf("container %s: %v", c.ID, err)
+	}
+	fields := map[string]string{}
+	for _, line := range strings.Split(string(status), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			fields[k] = strings.Join(strings.Fields(v), " ")
+		}
+	}
+	for k, want := range map[string]string{
+		"Uid": "101 101 101 101", "Gid": "101 101 101 101",
+		"CapEff": "0000000000000000", "CapPrm": "0000000000000000", "CapBnd": "0000000000000000",
+		"NoNewPrivs": "1",
+	} {
+		if fields[k] != want {
+			t.Errorf("pod %s container %s (pid %d): %s is %q, want %q", c.Pod, c.Name, c.PID, k, fields[k], want)
+		}
+	}
+	mountinfo, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", c.PID))
+	if err != nil {
+		t.Fatalf("container %s: %v", c.ID, err)
+	}
+	opts := map[string]string{}
+	for _, line := range strings.Split(string(mountinfo), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 5 {
+			opts[f[4]] = f[5]
+		}
+	}
+	for mp, want := range map[string]string{"/": "ro", "/tmp": "rw", "/var/cache/nginx": "rw", "/var/run": "rw"} {
+		o, ok := opts[mp]
+		if !ok || !slices.Contains(strings.Split(o, ","), want) {
+			t.Errorf("pod %s container %s: mount %s has options %q (present %v), want %s", c.Pod, c.Name, mp, o, ok, want)
+		}
+	}
+}
+
+func (n *kubeletNode) describe(t *testing.T) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var b strings.Builder
+	fmt.Fprintf(&b, "serving %s", n.image)
+	var pods corev1.PodList
+	if err := n.env.Client.List(ctx, &pods, client.InNamespace("notes")); err != nil {
+		return b.String() + "; pods: " + err.Error()
+	}
+	for _, p := range pods.Items {
+		fmt.Fprintf(&b, "; pod %s node=%q phase=%s ip=%s deleting=%v image=%s", p.Name, p.Spec.NodeName, p.Status.Phase, p.Status.PodIP, p.DeletionTimestamp != nil, p.Spec.Containers[0].Image)
+		for _, c := range p.Status.Conditions {
+			if c.Status != corev1.ConditionTrue {
+				fmt.Fprintf(&b, " %s=%s(%s)", c.Type, c.Status, c.Message)
+			}
+		}
+		for _, cs := range p.Status.ContainerStatuses {
+			if w := cs.State.Waiting; w != nil {
+				fmt.Fprintf(&b, " waiting %s: %s", w.Reason, w.Message)
+			}
+			if cs.RestartCount > 0 {
+				fmt.Fprintf(&b, " restarts=%d", cs.RestartCount)
+			}
+		}
+	}
+	return b.String()
+}
+
 // runcNode stands in for a kubelet and the deployment controller on the
-// Deployment notes/notes.
+// Deployment notes/notes where no real node can run.
 type runcNode struct {
+	nodeView
 	env *kubeenv.Env
 	reg *regserver.DistributionServer
 	// service forwards the host's loopback to the serving container, as
 	// the Service does to the ready pod.
 	service *runcenv.Forwarder
 
-	// image is what the serving container runs; container is it.
-	image     string
+	// container is the serving container.
 	container *runcenv.Container
 	// generation is the Deployment generation whose rollout was written.
 	generation int64
-	// seen is the image of the last Deployment spec read, seenAt when it
-	// was first read; servingAt is when its container became ready.
-	seen              string
-	seenAt, servingAt time.Time
+}
+
+func (n *runcNode) view() *nodeView     { return &n.nodeView }
+func (n *runcNode) serviceAddr() string { return n.service.Addr() }
+
+func (n *runcNode) checkServes(t *testing.T, ref string) {
+	t.Helper()
+	if n.image != ref {
+		t.Fatalf("the node runs %s, want %s", n.image, ref)
+	}
+}
+
+func (n *runcNode) describe(*testing.T) string {
+	return fmt.Sprintf("runc runs %s (rolled out generation %d)", n.image, n.generation)
 }
 
 func newRuncNode(t *testing.T, env *kubeenv.Env, reg *regserver.DistributionServer) *runcNode {

@@ -2,9 +2,10 @@
 // kube-apiserver as local processes on random loopback ports, with the Flux
 // CRDs installed, and optionally the real Flux source-controller and
 // kustomize-controller, image-reflector- and image-automation-controller, and
-// notification-controller (Options). There is no kubelet and no kube-controller-manager:
-// objects are stored, validated and served, but no pod runs (see
-// Options.SimulateRollouts for Deployment status).
+// notification-controller (Options). Without Options.Node there is no kubelet
+// and no kube-controller-manager: objects are stored, validated and served,
+// but no pod runs (see Options.SimulateRollouts for Deployment status); with
+// it, a real node runs the pods (node.go).
 //
 // The binaries and CRDs come from tools/kube/build.sh, found through
 // NOTESCTL_KUBE_TOOLS and NOTESCTL_KUBE_CRDS or at the build script's default
@@ -72,6 +73,10 @@ type Options struct {
 	// the deployment controller writes them). Health checks such as a Flux
 	// Kustomization with wait: true then pass.
 	SimulateRollouts bool
+	// Node also starts a real node with these options (kubelet,
+	// containerd, kube-scheduler, kube-controller-manager: see StartNode);
+	// Env.Node is it.
+	Node *NodeOptions
 	// StartTimeout bounds each start step (a process becoming ready, the
 	// CRDs becoming established); default 90s.
 	StartTimeout time.Duration
@@ -108,6 +113,8 @@ type Env struct {
 	ReceiverURL string
 	// Tools are the binaries and CRDs the environment runs.
 	Tools Tools
+	// Node is the node started with Options.Node.
+	Node *Node
 
 	t     testing.TB
 	opts  Options
@@ -161,6 +168,9 @@ func Start(t testing.TB, opts Options) *Env {
 			t.Fatalf("kubeenv: %v", err)
 		}
 		t.Logf("kubeenv: Flux %s started in %s", strings.Join(names, ", "), since(fluxBegan))
+	}
+	if opts.Node != nil {
+		e.Node = e.StartNode(t, *opts.Node)
 	}
 	if opts.SimulateRollouts {
 		e.simulateRollouts()

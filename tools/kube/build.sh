@@ -5,6 +5,9 @@
 # (internal/kubeenv) run as local processes, and collects the Flux CRDs:
 #
 #   CACHE_DIR/bin/kube-apiserver        k8s.io/kubernetes v1.35.4 (wrapper module kube-apiserver/)
+#   CACHE_DIR/bin/kubelet               the same module and version: a real node
+#   CACHE_DIR/bin/kube-scheduler        (internal/kubeenv StartNode, with Debian's
+#   CACHE_DIR/bin/kube-controller-manager  containerd + runc) and what places and rolls out its pods
 #   CACHE_DIR/bin/etcd                  etcd 3.4 from Debian's etcd-server package (copied)
 #   CACHE_DIR/bin/source-controller     github.com/fluxcd/source-controller v1.9.6
 #   CACHE_DIR/bin/kustomize-controller  github.com/fluxcd/kustomize-controller v1.9.6
@@ -180,12 +183,27 @@ collect_crds() {
 	log "crds: $(ls "$crds" | wc -l) files in $((SECONDS - start))s"
 }
 
+# The version every Kubernetes binary reports (kubelet checks its skew against
+# the API server's).
+KUBE_LDFLAGS="-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=35 -X k8s.io/component-base/version.gitTreeState=clean"
+
 log "cache: $cache"
 install_etcd
 collect_crds
 build_wrapper kube-apiserver kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver \
-	"-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=35 -X k8s.io/component-base/version.gitTreeState=clean" \
+	"$KUBE_LDFLAGS" \
 	"kubernetes=$KUBE_VERSION" "staging=$KUBE_STAGING_VERSION"
+# The node's binaries, from the same wrapper module and with the same version
+# flags as kube-apiserver (a kubelet at the API server's version); each has its
+# own stamp, so building them does not touch kube-apiserver's. Their packages
+# need a few modules kube-apiserver does not (cadvisor, the CRI and containerd
+# APIs...): -mod=mod adds their go.sum lines in the build copy, so the
+# wrapper's files (and kube-apiserver's stamp) stay as they are.
+for node_bin in kubelet kube-scheduler kube-controller-manager; do
+	build_wrapper kube-apiserver "$node_bin" "k8s.io/kubernetes/cmd/$node_bin" \
+		"$KUBE_LDFLAGS" \
+		"kubernetes=$KUBE_VERSION" "staging=$KUBE_STAGING_VERSION"
+done
 build_wrapper flux source-controller github.com/fluxcd/source-controller "-s -w" \
 	"source-controller=$SOURCE_CONTROLLER_VERSION"
 build_wrapper flux kustomize-controller github.com/fluxcd/kustomize-controller "-s -w" \
