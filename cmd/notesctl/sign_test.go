@@ -180,16 +180,20 @@ func copySignature(t *testing.T, ds *regserver.DistributionServer, repo, from, t
 	if err != nil || len(refs) == 0 {
 		t.Fatalf("no signature on %s: %v", from, err)
 	}
-	ref, err := attest.Fetch(ctx, target, refs[0], fromH)
-	if err != nil {
-		t.Fatal(err)
-	}
 	subject, err := attest.Describe(ctx, target, toH)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := attest.Attach(ctx, target, subject, attest.BundleMediaType, ref.Blob, attest.BundleMediaType, ref.Manifest.Annotations); err != nil {
-		t.Fatal(err)
+	// Every bundle: the image signature and the signed provenance, as an
+	// attacker copying "the signatures" would.
+	for _, r := range refs {
+		ref, err := attest.Fetch(ctx, target, r, fromH)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := attest.Attach(ctx, target, subject, attest.BundleMediaType, ref.Blob, attest.BundleMediaType, ref.Manifest.Annotations); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
