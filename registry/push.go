@@ -353,6 +353,24 @@ func (s *session) writeRetrying(ref name.Tag, art Artifact) error {
 	}
 }
 
+// RetryBlobUnknown runs put (an upload of blobs, then of a manifest that
+// names them) again while the registry refuses the manifest for a blob it
+// does not see, at most policy.Attempts times, for the race writeRetrying
+// describes. Referrer pushes use it: concurrent releases all upload the
+// same empty config blob.
+func RetryBlobUnknown(ctx context.Context, policy RetryPolicy, put func() error) error {
+	policy = policy.withDefaults()
+	for attempt := 1; ; attempt++ {
+		err := put()
+		if err == nil || !manifestBlobUnknown(err) || attempt >= policy.Attempts || ctx.Err() != nil {
+			return err
+		}
+		if err := sleepCtx(ctx, policy.backoff(attempt)); err != nil {
+			return err
+		}
+	}
+}
+
 // manifestBlobUnknown reports whether a registry refused a manifest
 // because it does not have one of the blobs the manifest names.
 func manifestBlobUnknown(err error) bool {

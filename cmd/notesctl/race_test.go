@@ -42,9 +42,13 @@ func TestRaceReleases(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// Every push a release loses means another release committed in
+			// between, and each commits at most once: raceReleases attempts
+			// always suffice. The default (5) is for ordinary contention; a
+			// loaded CI machine can make the newest release lose more often.
 			results[i] = notesctl(t, site, env, "", "release", "--site", site, "--revision", c,
 				"--branch", "main", "--image", image, "--base", "scratch", "--gitops", gs.RepoURL("gitops.git"), "--gitops-username", hardGitUser,
-				"--output", "json")
+				"--max-push-attempts", fmt.Sprint(raceReleases), "--output", "json")
 		}()
 	}
 	wg.Wait()

@@ -194,7 +194,9 @@ func (s *session) attempt(ctx context.Context, edit Edit, pre *git.Repository, p
 		res.Hash, res.Changed = hash.String(), true
 		return res, false, nil
 	case tip.String() != head.Hash && !(tip.IsZero() && head.Hash == ""):
-		return nil, true, errors.New(s.redact(err))
+		// go-git reports a moved branch in its own words ("object not
+		// found": the new tip is not in our clone); say what happened.
+		return nil, true, fmt.Errorf("the branch moved to %s (%s)", shortHash(tip), s.redact(err))
 	case strings.Contains(progress.String(), "cannot lock ref"):
 		// Another writer holds the branch's ref lock: it is moving it now.
 		return nil, true, errors.New(s.redact(err) + remoteMessage(progress.String(), s.secrets))
@@ -395,4 +397,13 @@ func commitInfo(c *object.Commit) CommitInfo {
 		Author:  fmt.Sprintf("%s <%s>", c.Author.Name, c.Author.Email),
 		Message: c.Message,
 	}
+}
+
+// shortHash is the 7-digit form of h that git prints; the zero hash is a
+// branch that was deleted.
+func shortHash(h plumbing.Hash) string {
+	if h.IsZero() {
+		return "nothing (deleted)"
+	}
+	return h.String()[:7]
 }

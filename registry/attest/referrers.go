@@ -107,7 +107,7 @@ func NewTarget(ctx context.Context, dest string, opts registry.PublishOptions) (
 		return nil, err
 	}
 	ropts = append(ropts, remote.Reuse(pusher), remote.Reuse(puller))
-	return &remoteTarget{dest: dest, repo: repo, ropts: ropts}, nil
+	return &remoteTarget{dest: dest, repo: repo, ropts: ropts, retry: opts.Retry}, nil
 }
 
 // Attach stores blob as an OCI 1.1 referrer of subject in t: an image
@@ -299,6 +299,7 @@ type remoteTarget struct {
 	dest  string
 	repo  name.Repository
 	ropts []remote.Option
+	retry registry.RetryPolicy
 }
 
 func (r *remoteTarget) String() string { return r.dest }
@@ -308,22 +309,28 @@ func (r *remoteTarget) String() string { return r.dest }
 // referrers: a registry with the API keeps the list itself; for one
 // without (404), it adds the manifest to the image index tagged
 // sha256-<subject hex>, creating it if needed.
+//
+// Releases attaching at once all upload the same empty config blob, and a
+// registry can refuse a manifest for a blob another upload is still
+// linking: the whole put is tried again then (registry.RetryBlobUnknown).
 func (r *remoteTarget) Put(ctx context.Context, manifest []byte, blobs map[v1.Hash]Blob) error {
-	opts := append(slices.Clone(r.ropts), remote.WithContext(ctx))
-	for _, h := range sortedKeys(blobs) {
-		b := blobs[h]
-		if err := remote.WriteLayer(r.repo, static.NewLayer(b.Data, b.MediaType), opts...); err != nil {
-			return fmt.Errorf("upload blob %s: %w", h, err)
-		}
-	}
 	if _, _, err := subjectOf(manifest); err != nil {
 		return err
 	}
+	opts := append(slices.Clone(r.ropts), remote.WithContext(ctx))
 	ref := r.repo.Digest(digestOf(manifest).String())
-	if err := remote.Put(ref, rawManifest(manifest), opts...); err != nil {
-		return fmt.Errorf("put referrer manifest %s: %w", ref.DigestStr(), err)
-	}
-	return nil
+	return registry.RetryBlobUnknown(ctx, r.retry, func() error {
+		for _, h := range sortedKeys(blobs) {
+			b := blobs[h]
+			if err := remote.WriteLayer(r.repo, static.NewLayer(b.Data, b.MediaType), opts...); err != nil {
+				return fmt.Errorf("upload blob %s: %w", h, err)
+			}
+		}
+		if err := remote.Put(ref, rawManifest(manifest), opts...); err != nil {
+			return fmt.Errorf("put referrer manifest %s: %w", ref.DigestStr(), err)
+		}
+		return nil
+	})
 }
 
 func (r *remoteTarget) Referrers(ctx context.Context, subject v1.Hash) ([]v1.Descriptor, error) {
