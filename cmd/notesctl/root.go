@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/notesctl/notesctl/internal/redact"
+	"github.com/notesctl/notesctl/manifests/gitops"
 )
 
 // app is what every command shares: the streams, the environment and the
@@ -51,6 +52,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 130
 	}
 	fmt.Fprintf(stderr, "notesctl: %s\n", msg)
+	if errors.Is(err, gitops.ErrBranchProtected) {
+		fmt.Fprintln(stderr, "notesctl: the GitOps branch takes no direct pushes: run again with --gitops-pr to propose the update as a pull request (and --auto-merge to merge it when the checks pass)")
+	}
 	var ee *exitError
 	if errors.As(err, &ee) {
 		return ee.code

@@ -37,6 +37,10 @@ var (
 	// ErrPushRejected: the remote refused the push for a reason other than
 	// a concurrent update (e.g. a pre-receive hook or branch protection).
 	ErrPushRejected = errors.New("push rejected")
+	// ErrBranchProtected: the push was rejected because the forge protects
+	// the branch from direct pushes (it wraps ErrPushRejected too). A pull
+	// request is the way in.
+	ErrBranchProtected = errors.New("the branch is protected")
 	// ErrConcurrentUpdates: every attempt lost the race against other pushes.
 	ErrConcurrentUpdates = errors.New("branch kept moving")
 	// ErrDirtyWorktree: a local non-bare repository has uncommitted changes.

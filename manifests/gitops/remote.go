@@ -204,8 +204,22 @@ func (s *session) attempt(ctx context.Context, edit Edit, pre *git.Repository, p
 		// The branch did not move: the push never reached the server.
 		return nil, true, &connectionError{msg: fmt.Sprintf("push to %s failed before the branch was updated: %s", s.display, s.redact(err))}
 	}
+	remote := remoteMessage(progress.String(), s.secrets)
+	if protectedBranch(err.Error() + remote) {
+		return nil, false, fmt.Errorf("%w by %s (branch %s): %w: %s%s", ErrPushRejected, s.display, s.opts.Branch,
+			ErrBranchProtected, s.redact(err), remote)
+	}
 	return nil, false, fmt.Errorf("%w by %s (branch %s): %s%s", ErrPushRejected, s.display, s.opts.Branch,
-		s.redact(err), remoteMessage(progress.String(), s.secrets))
+		s.redact(err), remote)
+}
+
+// protectedBranch reports whether a rejected push's messages say the
+// branch is protected, in the words of the forges: Gitea and Forgejo ("Not
+// allowed to push to protected branch"), GitHub ("GH006: Protected branch
+// update failed"), GitLab ("not allowed to push code to protected
+// branches").
+func protectedBranch(msg string) bool {
+	return strings.Contains(strings.ToLower(msg), "protected branch")
 }
 
 // clone fetches the branch tip into memory. For an empty repository (or a
