@@ -146,14 +146,16 @@ func plan(r *runner, opts BuildOptions) (*plannedBuild, error) {
 	}
 	p := &plannedBuild{repo: repo}
 	err = r.stage(StageSource, func() (string, error) {
-		// The files are read by the render, not here: a release of a
-		// commit that is deployed already never needs them.
+		// The files are read by the render, not here, and so is the work
+		// tree checked for uncommitted changes: a release of a commit that
+		// is deployed already never needs either (issue #15).
 		src, err := render.OpenSource(render.SourceOptions{
-			SiteDir:         opts.SiteDir,
-			Revision:        opts.Revision,
-			AllowDirty:      opts.AllowDirty,
-			Branch:          opts.Branch,
-			SourceDateEpoch: opts.SourceDateEpoch,
+			SiteDir:          opts.SiteDir,
+			Revision:         opts.Revision,
+			AllowDirty:       opts.AllowDirty,
+			Branch:           opts.Branch,
+			SourceDateEpoch:  opts.SourceDateEpoch,
+			CheckCleanOnLoad: true,
 		})
 		if err != nil {
 			return "", err

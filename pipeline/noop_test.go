@@ -1,6 +1,8 @@
 package pipeline
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +11,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/notesctl/notesctl/internal/testimage"
+	"github.com/notesctl/notesctl/manifests/gitops"
+	"github.com/notesctl/notesctl/render"
 )
 
 // writeBase (re)writes an OCI layout holding one base image under
@@ -108,4 +112,50 @@ func deployedImage(t *testing.T, gitops string) string {
 	}
 	t.Fatalf("no image line in deployment.yaml:\n%s", data)
 	return ""
+}
+
+// TestNoOpDecisionSkipsTheWorkTree: the no-op decision reads no files of
+// the work tree (issue #15), so uncommitted changes do not stop a release
+// of a commit that is deployed already, and they are still never
+// released: a release that has work to do refuses them before it pushes
+// or commits anything.
+func TestNoOpDecisionSkipsTheWorkTree(t *testing.T) {
+	site := fixtureRepo(t)
+	gitopsDir := filepath.Join(t.TempDir(), "gitops")
+	const image = "docker.io/acme/notes"
+	first := localRelease(t, site, gitopsDir, image, nil)
+	if first.Skipped {
+		t.Fatalf("first release skipped: %s", first.Reason)
+	}
+	talk := filepath.Join(site, "content", "_index.md")
+	if err := os.WriteFile(talk, []byte("---\ntitle: Not committed\n---\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	again := localRelease(t, site, gitopsDir, image, nil)
+	if !again.Skipped || again.Outcome != OutcomeNoOp {
+		t.Fatalf("a release of the deployed commit with a dirty work tree: skipped=%v reason=%q; want a no-op", again.Skipped, again.Reason)
+	}
+
+	// Another image (a web root) needs a render: the work tree is checked
+	// then, and nothing moves.
+	layout := filepath.Join(site, ".notesctl", "image", "index.json")
+	indexBefore, _ := os.ReadFile(layout)
+	deployed := deployedImage(t, gitopsDir)
+	_, err := Release(context.Background(), ReleaseOptions{
+		Build: BuildOptions{
+			SiteDir: site, Image: image, Base: "scratch", WebRoot: "/srv/www",
+			To: "oci:" + filepath.Join(site, ".notesctl", "image"),
+		},
+		GitOps: gitops.Options{URL: gitopsDir},
+	}, nil)
+	var dirty *render.DirtyError
+	if !errors.As(err, &dirty) || !strings.Contains(err.Error(), "content/_index.md") {
+		t.Fatalf("a release that renders, with a dirty work tree: err = %v; want the dirty tree refused", err)
+	}
+	if after := deployedImage(t, gitopsDir); after != deployed {
+		t.Errorf("the GitOps repository moved to %s", after)
+	}
+	if indexAfter, _ := os.ReadFile(layout); string(indexAfter) != string(indexBefore) {
+		t.Errorf("the image layout changed:\n%s\nwas\n%s", indexAfter, indexBefore)
+	}
 }

@@ -464,3 +464,38 @@ func TestRemoteURLHasNoCredentials(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckCleanOnLoad: with CheckCleanOnLoad, OpenSource of a dirty work
+// tree succeeds without walking it (the commit, branch and time are all a
+// no-op decision reads) and Load refuses the tree; with AllowDirty too,
+// OpenSource walks it, since the tag then depends on it.
+func TestCheckCleanOnLoad(t *testing.T) {
+	dir := newSiteRepo(t, "testdata/mini", nil)
+	if err := os.WriteFile(filepath.Join(dir, "content/day1/talk.md"), []byte("---\ntitle: Edited\n---\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src, err := OpenSource(SourceOptions{SiteDir: dir, CheckCleanOnLoad: true})
+	if err != nil || src.Dirty || src.Commit == "" {
+		t.Fatalf("OpenSource with the check deferred: %+v, %v", src, err)
+	}
+	head := src.Commit
+	var dirty *DirtyError
+	if err := src.Load(); !errors.As(err, &dirty) || !strings.Contains(err.Error(), "content/day1/talk.md") {
+		t.Fatalf("Load of a dirty tree: err = %v; want it refused", err)
+	}
+	src, err = OpenSource(SourceOptions{SiteDir: dir, CheckCleanOnLoad: true, AllowDirty: true})
+	if err != nil || !src.Dirty {
+		t.Fatalf("OpenSource with AllowDirty: dirty=%v, %v; want the work tree", src != nil && src.Dirty, err)
+	}
+	if err := src.Load(); err != nil {
+		t.Fatal(err)
+	}
+	// An explicit revision is read from the object store: no check at all.
+	src, err = OpenSource(SourceOptions{SiteDir: dir, Revision: head, CheckCleanOnLoad: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Load(); err != nil {
+		t.Errorf("Load of an explicit revision with a dirty tree: %v", err)
+	}
+}

@@ -50,6 +50,15 @@ type SourceOptions struct {
 	Branch string
 	// SourceDateEpoch, when set, replaces the commit time as the build time.
 	SourceDateEpoch *time.Time
+	// CheckCleanOnLoad moves the refusal of a dirty work tree (without
+	// AllowDirty) from OpenSource to Load. The check is a status walk of
+	// the whole work tree, which grows with the site; a release whose
+	// commit is deployed already never loads the files, so its decision
+	// then costs the same at 60 pages and at 10,000. Uncommitted changes
+	// are still never released: Load refuses them before anything is
+	// rendered or pushed. With AllowDirty the walk stays in OpenSource,
+	// since the tag depends on it.
+	CheckCleanOnLoad bool
 }
 
 // Source is one site commit, read into memory.
@@ -197,17 +206,30 @@ func OpenSource(opts SourceOptions) (*Source, error) {
 
 	// Only a HEAD build can be dirty: an explicit older revision is read from
 	// the object store whatever the work tree holds.
-	readWorkTree := false
-	if rev == "HEAD" {
+	checkClean := func() error {
+		dirty, err := dirtyPaths(wt, prefix)
+		if err != nil {
+			return fmt.Errorf("site repository %s: status: %w", repoRoot, err)
+		}
+		if len(dirty) > 0 {
+			return &DirtyError{Dir: siteDir, Paths: dirty}
+		}
+		return nil
+	}
+	readWorkTree, deferredCheck := false, false
+	switch {
+	case rev != "HEAD":
+	case opts.AllowDirty:
 		dirty, err := dirtyPaths(wt, prefix)
 		if err != nil {
 			return nil, fmt.Errorf("site repository %s: status: %w", repoRoot, err)
 		}
-		if len(dirty) > 0 {
-			if !opts.AllowDirty {
-				return nil, &DirtyError{Dir: siteDir, Paths: dirty}
-			}
-			readWorkTree = true
+		readWorkTree = len(dirty) > 0
+	case opts.CheckCleanOnLoad:
+		deferredCheck = true
+	default:
+		if err := checkClean(); err != nil {
+			return nil, err
 		}
 	}
 
@@ -217,6 +239,11 @@ func OpenSource(opts SourceOptions) (*Source, error) {
 		return src, nil
 	}
 	src.load = func() error {
+		if deferredCheck {
+			if err := checkClean(); err != nil {
+				return err
+			}
+		}
 		tree, err := commit.Tree()
 		if err != nil {
 			return fmt.Errorf("site repository %s: tree of %s: %w", repoRoot, hash, err)

@@ -44,7 +44,7 @@ func (b *buildFlags) register(cmd *cobra.Command) {
 	f.StringVar(&b.site, "site", ".", "Hugo site directory, inside a git repository")
 	f.StringVar(&b.revision, "revision", "HEAD", "site commit to render (branch, tag or sha)")
 	f.StringVar(&b.branch, "branch", "", "branch name for the tag (default: detected from HEAD or CI variables)")
-	f.BoolVar(&b.allowDirty, "allow-dirty", false, "render the work tree when it has uncommitted changes (revision label gets -dirty)")
+	f.BoolVar(&b.allowDirty, "allow-dirty", false, "render the work tree when it has uncommitted changes (revision label and tag get -dirty); without it uncommitted changes are never built: a release of a commit deployed already is a no-op whatever the work tree holds, and any other build refuses a dirty tree before it pushes")
 	f.BoolVar(&b.allowWarnings, "allow-warnings", false, "do not fail the build on Hugo warnings")
 	f.StringVar(&b.hugoVersion, "hugo-version", "", `Hugo version the site requires, e.g. "0.145.0" or ">=0.140.0, <0.150.0"`)
 	f.StringVar(&b.baseURL, "base-url", "", "override the site's baseURL")
