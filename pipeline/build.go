@@ -234,6 +234,10 @@ func buildPlanned(ctx context.Context, r *runner, opts BuildOptions, p *plannedB
 			BaseURL:       opts.BaseURL,
 			RequireHugo:   opts.RequireHugo,
 			AllowWarnings: opts.AllowWarnings,
+			// Sinks throttle what they show; every file is an event.
+			Progress: func(written int) {
+				r.sink.Event(Event{Stage: StageRender, Kind: EventProgress, Files: written})
+			},
 		})
 		if err != nil {
 			return "", err

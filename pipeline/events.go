@@ -53,6 +53,9 @@ type Event struct {
 	// many of how many layers are done (Bytes: compressed bytes so far).
 	Layer              string
 	LayersDone, Layers int
+	// EventProgress of the render stage: files Hugo has published so far.
+	// Hugo does not know its total until it is done, so none is given.
+	Files int
 }
 
 // ProgressMeter turns the progress events of a stage into what a person
@@ -63,6 +66,8 @@ type ProgressMeter struct {
 	stage Stage
 	start time.Time
 	last  int64
+	// lastDone is the count of the last event (files, layers or bytes)
+	lastDone float64
 	// where the stage's count stood when the clock started
 	startBytes int64
 	startDone  float64
@@ -83,6 +88,9 @@ func (m *ProgressMeter) Describe(e Event) string {
 	var b strings.Builder
 	var done, total float64
 	switch {
+	case e.Files > 0:
+		fmt.Fprintf(&b, "%d files published", e.Files)
+		done = float64(e.Files)
 	case e.Layers > 0:
 		fmt.Fprintf(&b, "%d/%d layers, %s compressed", e.LayersDone, e.Layers, humanBytes(e.Bytes))
 		done, total = float64(e.LayersDone), float64(e.Layers)
@@ -93,14 +101,18 @@ func (m *ProgressMeter) Describe(e Event) string {
 		b.WriteString(humanBytes(e.Bytes))
 		done = float64(e.Bytes)
 	}
-	if e.Stage != m.stage || e.Bytes < m.last || m.start.IsZero() {
+	if e.Stage != m.stage || e.Bytes < m.last || done < m.lastDone || m.start.IsZero() {
 		m.stage, m.start, m.startBytes, m.startDone = e.Stage, t, e.Bytes, done
 	}
-	m.last = e.Bytes
+	m.last, m.lastDone = e.Bytes, done
 	// The rate counts what was done since the clock started, not what the
 	// first event already reported.
 	elapsed := t.Sub(m.start)
 	if elapsed < time.Second {
+		return b.String()
+	}
+	if e.Files > 0 {
+		fmt.Fprintf(&b, ", %.0f files/s", (done-m.startDone)/elapsed.Seconds())
 		return b.String()
 	}
 	fmt.Fprintf(&b, ", %s/s", humanBytes(int64(float64(e.Bytes-m.startBytes)/elapsed.Seconds())))

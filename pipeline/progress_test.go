@@ -35,6 +35,11 @@ func TestProgressMeterDescribe(t *testing.T) {
 		// Unknown total: amount and rate only.
 		{time.Second, Event{Stage: StageRender, Bytes: 0}, "0 B"},
 		{2 * time.Second, Event{Stage: StageRender, Bytes: 4 * mib}, "4.0 MiB, 2.0 MiB/s"},
+		// The render's published files: a count and a rate, no total
+		// (Hugo knows none until it is done), so no time left.
+		{time.Second, Event{Stage: StagePush}, "0 B"},
+		{time.Second, Event{Stage: StageRender, Files: 100}, "100 files published"},
+		{2 * time.Second, Event{Stage: StageRender, Files: 2100}, "2100 files published, 1000 files/s"},
 	}
 	for i, s := range steps {
 		clock.advance(s.after)

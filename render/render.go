@@ -49,6 +49,10 @@ type Options struct {
 	// Environ is the environment Hugo sees (HUGO_* overrides); default none,
 	// so that a render does not depend on the machine it runs on.
 	Environ []string
+	// Progress, if set, is called with the number of files Hugo has
+	// published so far, as it writes each one (from Hugo's goroutines:
+	// it must be safe for concurrent use, and quick).
+	Progress func(written int)
 }
 
 // Site is a rendered site, held in memory.
@@ -189,7 +193,11 @@ func Render(ctx context.Context, src *Source, opts Options) (*Site, error) {
 		return nil, err
 	}
 
-	hfs := hugofs.NewFrom(mem, configs.LoadingInfo.BaseConfig)
+	buildFs := mem
+	if opts.Progress != nil {
+		buildFs = newPublishCounter(mem, opts.Progress)
+	}
+	hfs := hugofs.NewFrom(buildFs, configs.LoadingInfo.BaseConfig)
 	sites, err := hugolib.NewHugoSites(deps.DepsCfg{
 		Configs:    configs,
 		Fs:         hfs,

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -497,5 +498,32 @@ func TestCheckCleanOnLoad(t *testing.T) {
 	}
 	if err := src.Load(); err != nil {
 		t.Errorf("Load of an explicit revision with a dirty tree: %v", err)
+	}
+}
+
+// TestRenderProgress: Progress counts the published files in order, from
+// the first to the last Hugo writes.
+func TestRenderProgress(t *testing.T) {
+	src, err := ReadSource(SourceOptions{SiteDir: newSiteRepo(t, "testdata/mini", nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var seen []int
+	site, err := Render(context.Background(), src, Options{Progress: func(n int) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, n)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range seen {
+		if n != i+1 {
+			t.Fatalf("progress counts %v: not 1, 2, 3, ...", seen)
+		}
+	}
+	if len(seen) != site.FileCount {
+		t.Errorf("progress counted %d files, the site has %d", len(seen), site.FileCount)
 	}
 }

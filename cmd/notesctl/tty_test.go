@@ -32,6 +32,11 @@ func TestTerminalProgress(t *testing.T) {
 		}
 	}
 
+	// The render is drawn as it goes: the files Hugo has published.
+	if !strings.Contains(s, "  render  ") || !strings.Contains(s, " files published") {
+		t.Errorf("no render progress on the terminal:\n%q", s)
+	}
+
 	// Plain output (not a terminal): no control sequences.
 	editPage(t, site, 1)
 	r := notesctl(t, site, nil, "", "release", "--local")
