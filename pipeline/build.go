@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/notesctl/notesctl/registry"
 	"github.com/notesctl/notesctl/render"
@@ -328,6 +329,15 @@ func buildPlanned(ctx context.Context, r *runner, opts BuildOptions, p *plannedB
 			if userProgress != nil {
 				userProgress(done, total)
 			}
+		}
+		popts.LayerNames = map[v1.Hash]string{}
+		for _, l := range res.Layers {
+			if h, err := v1.NewHash(l.Digest); err == nil {
+				popts.LayerNames[h] = l.Name
+			}
+		}
+		popts.LayerProgress = func(u registry.LayerUpload) {
+			r.sink.Event(Event{Stage: StagePush, Kind: EventProgress, UploadLayer: u.Name, UploadDone: u.Done, UploadTotal: u.Total})
 		}
 		pub, err := registry.Publish(ctx, dest, art, popts)
 		if err != nil {

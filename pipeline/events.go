@@ -7,6 +7,7 @@ package pipeline
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -56,6 +57,10 @@ type Event struct {
 	// EventProgress of the render stage: files Hugo has published so far.
 	// Hugo does not know its total until it is done, so none is given.
 	Files int
+	// EventProgress of the push stage for one layer being uploaded: its
+	// name and how much of it is sent (Bytes and Total stay the sums).
+	UploadLayer             string
+	UploadDone, UploadTotal int64
 }
 
 // ProgressMeter turns the progress events of a stage into what a person
@@ -68,6 +73,10 @@ type ProgressMeter struct {
 	last  int64
 	// lastDone is the count of the last event (files, layers or bytes)
 	lastDone float64
+	// the push's layers in flight, and the last line of its sums
+	uploads   map[string][2]int64
+	sumsLine  string
+	sumsStage Stage
 	// where the stage's count stood when the clock started
 	startBytes int64
 	startDone  float64
@@ -79,7 +88,56 @@ type ProgressMeter struct {
 // progress event of the stage (or since the count went back); the time
 // left assumes the rate holds, and is left out before a second has passed
 // or when the total is unknown.
+//
+// A push also shows the layers being uploaded, up to three, e.g. " ·
+// pages-07 1.2/3.0 MiB": an upload event updates them and keeps the line
+// of the sums it last had.
 func (m *ProgressMeter) Describe(e Event) string {
+	if e.UploadLayer != "" {
+		if m.sumsStage != e.Stage {
+			m.sumsStage, m.sumsLine, m.uploads = e.Stage, "", nil
+		}
+		if m.uploads == nil {
+			m.uploads = map[string][2]int64{}
+		}
+		if e.UploadDone >= e.UploadTotal {
+			delete(m.uploads, e.UploadLayer)
+		} else {
+			m.uploads[e.UploadLayer] = [2]int64{e.UploadDone, e.UploadTotal}
+		}
+		return m.sumsLine + m.uploadsSuffix()
+	}
+	line := m.describe(e)
+	if m.sumsStage != e.Stage {
+		m.sumsStage, m.uploads = e.Stage, nil
+	}
+	m.sumsLine = line
+	return line + m.uploadsSuffix()
+}
+
+// uploadsSuffix lists up to three layers in flight, by name.
+func (m *ProgressMeter) uploadsSuffix() string {
+	if len(m.uploads) == 0 {
+		return ""
+	}
+	names := make([]string, 0, len(m.uploads))
+	for n := range m.uploads {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for i, n := range names {
+		if i == 3 {
+			fmt.Fprintf(&b, " +%d more", len(names)-3)
+			break
+		}
+		u := m.uploads[n]
+		fmt.Fprintf(&b, " · %s %s/%s", n, humanBytes(u[0]), humanBytes(u[1]))
+	}
+	return b.String()
+}
+
+func (m *ProgressMeter) describe(e Event) string {
 	now := time.Now
 	if m.Now != nil {
 		now = m.Now

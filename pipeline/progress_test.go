@@ -40,6 +40,16 @@ func TestProgressMeterDescribe(t *testing.T) {
 		{time.Second, Event{Stage: StagePush}, "0 B"},
 		{time.Second, Event{Stage: StageRender, Files: 100}, "100 files published"},
 		{2 * time.Second, Event{Stage: StageRender, Files: 2100}, "2100 files published, 1000 files/s"},
+		// A push shows its layers in flight after its sums, by name, up to
+		// three; a finished layer leaves the line.
+		{time.Second, Event{Stage: StagePush, Bytes: 0, Total: 8 * mib}, "0 B / 8.0 MiB (0%)"},
+		{0, Event{Stage: StagePush, UploadLayer: "pages-07", UploadDone: mib, UploadTotal: 3 * mib}, "0 B / 8.0 MiB (0%) · pages-07 1.0 MiB/3.0 MiB"},
+		{0, Event{Stage: StagePush, UploadLayer: "assets", UploadDone: mib, UploadTotal: 4 * mib}, "0 B / 8.0 MiB (0%) · assets 1.0 MiB/4.0 MiB · pages-07 1.0 MiB/3.0 MiB"},
+		{0, Event{Stage: StagePush, UploadLayer: "pages-07", UploadDone: 3 * mib, UploadTotal: 3 * mib}, "0 B / 8.0 MiB (0%) · assets 1.0 MiB/4.0 MiB"},
+		{2 * time.Second, Event{Stage: StagePush, Bytes: 4 * mib, Total: 8 * mib}, "4.0 MiB / 8.0 MiB (50%), 2.0 MiB/s, 2s left · assets 1.0 MiB/4.0 MiB"},
+		{0, Event{Stage: StagePush, UploadLayer: "a", UploadDone: 1, UploadTotal: 2}, "4.0 MiB / 8.0 MiB (50%), 2.0 MiB/s, 2s left · a 1 B/2 B · assets 1.0 MiB/4.0 MiB"},
+		{0, Event{Stage: StagePush, UploadLayer: "b", UploadDone: 1, UploadTotal: 2}, "4.0 MiB / 8.0 MiB (50%), 2.0 MiB/s, 2s left · a 1 B/2 B · assets 1.0 MiB/4.0 MiB · b 1 B/2 B"},
+		{0, Event{Stage: StagePush, UploadLayer: "c", UploadDone: 1, UploadTotal: 2}, "4.0 MiB / 8.0 MiB (50%), 2.0 MiB/s, 2s left · a 1 B/2 B · assets 1.0 MiB/4.0 MiB · b 1 B/2 B +1 more"},
 	}
 	for i, s := range steps {
 		clock.advance(s.after)

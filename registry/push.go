@@ -57,6 +57,13 @@ type PublishOptions struct {
 	// Progress, if set, receives byte progress of the upload, from one
 	// goroutine at a time.
 	Progress func(complete, total int64)
+	// LayerProgress, if set, hears how much of each uploaded layer has been
+	// sent, as it is sent (layers the registry has already are not
+	// uploaded and not reported). It may be called from several
+	// goroutines, one call at a time.
+	LayerProgress func(LayerUpload)
+	// LayerNames names layers by digest for LayerProgress.
+	LayerNames map[v1.Hash]string
 	// Logger receives retry notices; secrets are scrubbed first. It may be
 	// called from several goroutines at once.
 	Logger func(format string, args ...any)
@@ -401,6 +408,9 @@ func (s *session) write(ref name.Tag, art Artifact) error {
 				}
 			}
 		}()
+	}
+	if s.opts.LayerProgress != nil {
+		art = meterUploads(art, s.opts.LayerNames, s.opts.LayerProgress)
 	}
 	var err error
 	if art.Index != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -165,6 +166,23 @@ func TestPublishInProcess(t *testing.T) {
 			opts := testOptions("main-1", "latest")
 			var progressed int64
 			opts.Progress = func(complete, total int64) { progressed = complete }
+			// Per layer: every layer is reported, in order, up to its size,
+			// under its name when it has one.
+			layerDone := map[v1.Hash]int64{}
+			names := map[v1.Hash]string{}
+			layers := artifactLayers(t, art)
+			names[layers[0]] = "first"
+			opts.LayerNames = names
+			var layerErrs []string
+			opts.LayerProgress = func(u LayerUpload) {
+				if u.Done < layerDone[u.Digest] || u.Done > u.Total {
+					layerErrs = append(layerErrs, fmt.Sprintf("%s: %d after %d of %d", u.Name, u.Done, layerDone[u.Digest], u.Total))
+				}
+				if want := names[u.Digest]; want != "" && u.Name != want || want == "" && u.Name != u.Digest.Hex[:12] {
+					layerErrs = append(layerErrs, fmt.Sprintf("layer %s reported as %q", u.Digest, u.Name))
+				}
+				layerDone[u.Digest] = u.Done
+			}
 
 			pub, err := Publish(ctx, repo, art, opts)
 			if err != nil {
@@ -188,6 +206,18 @@ func TestPublishInProcess(t *testing.T) {
 			if progressed == 0 {
 				t.Error("Progress was never called")
 			}
+			if len(layerErrs) > 0 {
+				t.Errorf("layer progress: %s", strings.Join(layerErrs, "; "))
+			}
+			for _, h := range layers {
+				if d, ok := layerDone[h]; !ok || d != layerSize(t, art, h) {
+					t.Errorf("layer %s: %d bytes reported (seen %v), want all %d", h, d, ok, layerSize(t, art, h))
+				}
+			}
+			if len(layerDone) != len(layers) {
+				t.Errorf("%d layers reported, the artifact has %d", len(layerDone), len(layers))
+			}
+			clear(layerDone)
 			validatePulled(t, pub.Ref, art)
 			validatePulled(t, repo+":latest", art)
 			if err := Verify(ctx, pub.Ref, opts); err != nil {
@@ -212,6 +242,9 @@ func TestPublishInProcess(t *testing.T) {
 			}
 			if got := srv.Uploads.Bytes(); got != 0 {
 				t.Errorf("second push sent %d blob bytes to the server", got)
+			}
+			if len(layerDone) != 0 {
+				t.Errorf("second push reported uploads of %d layers, want none", len(layerDone))
 			}
 			// Nor a manifest, for the first tag or the extra one.
 			if got := srv.Uploads.ManifestPuts(); got != 0 {
@@ -481,5 +514,124 @@ func TestParseLayoutTarget(t *testing.T) {
 				t.Errorf("got %+v (digest %s)", got, d)
 			}
 		})
+	}
+}
+
+// artifactLayers lists the distinct layer digests of art's images.
+func artifactLayers(t *testing.T, art Artifact) []v1.Hash {
+	t.Helper()
+	var imgs []v1.Image
+	if art.Image != nil {
+		imgs = append(imgs, art.Image)
+	} else {
+		im, err := art.Index.IndexManifest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range im.Manifests {
+			img, err := art.Index.Image(d.Digest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			imgs = append(imgs, img)
+		}
+	}
+	var out []v1.Hash
+	seen := map[v1.Hash]bool{}
+	for _, img := range imgs {
+		ls, err := img.Layers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range ls {
+			h, err := l.Digest()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !seen[h] {
+				seen[h] = true
+				out = append(out, h)
+			}
+		}
+	}
+	return out
+}
+
+func layerSize(t *testing.T, art Artifact, h v1.Hash) int64 {
+	t.Helper()
+	var img v1.Image = art.Image
+	if img == nil {
+		im, err := art.Index.IndexManifest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range im.Manifests {
+			i, err := art.Index.Image(d.Digest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := i.LayerByDigest(h); err == nil {
+				img = i
+				break
+			}
+		}
+	}
+	l, err := img.LayerByDigest(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size, err := l.Size()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return size
+}
+
+// TestLayerProgressKeepsCrossRepoMounts: watching the uploads does not hide
+// a base's layers from go-containerregistry's cross-repository mount: a
+// site image on a base pulled from another repository of the registry
+// (CNCF Distribution) uploads only its own layer and config, and only its
+// own layer is reported.
+func TestLayerProgressKeepsCrossRepoMounts(t *testing.T) {
+	ctx := context.Background()
+	// Distribution keeps blobs per repository (the in-process registry
+	// has one store for all, where every blob exists everywhere).
+	srv := regserver.Distribution(t, regserver.DistributionOptions{})
+	baseRef := srv.Host + "/library/base:1"
+	if _, err := Publish(ctx, srv.Host+"/library/base", Artifact{Image: testImage(t, 3, "base")}, testOptions("1")); err != nil {
+		t.Fatal(err)
+	}
+	ref, err := name.ParseReference(baseRef)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := remote.Image(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	site, err := random.Layer(4096, types.OCILayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(base, site)
+	if err != nil {
+		t.Fatal(err)
+	}
+	siteDigest, _ := site.Digest()
+	reported := map[string]bool{}
+	opts := testOptions("main-1")
+	opts.LayerNames = map[v1.Hash]string{siteDigest: "pages"}
+	opts.LayerProgress = func(u LayerUpload) { reported[u.Name] = true }
+	srv.Uploads.Reset()
+	if _, err := Publish(ctx, srv.Host+"/acme/notes", Artifact{Image: img}, opts); err != nil {
+		t.Fatal(err)
+	}
+	size, _ := site.Size()
+	m, _ := img.Manifest()
+	if got, want := srv.Uploads.Bytes(), size+m.Config.Size; got != want {
+		t.Errorf("the registry received %d blob bytes, want %d (the site layer and the config: the base's layers mounted)", got, want)
+	}
+	if len(reported) != 1 || !reported["pages"] {
+		t.Errorf("layers reported: %v; want only the site layer", reported)
 	}
 }
