@@ -70,3 +70,34 @@ func TestFixtureDigestIsReproducible(t *testing.T) {
 		t.Errorf("tag %q", first.Tag)
 	}
 }
+
+// TestBuildRemovesThePublishDir: the rendered site goes to a temporary
+// directory on disk (not memory) for the image stage, and is removed
+// afterwards, when the build succeeds and when it fails.
+func TestBuildRemovesThePublishDir(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	site := fixtureRepo(t)
+	if _, err := Build(context.Background(), BuildOptions{
+		SiteDir: site, Image: "notes.example.org/notes", Base: "scratch",
+		To: "oci:" + filepath.Join(t.TempDir(), "layout"),
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	// A failing image stage: a base that does not exist.
+	if _, err := Build(context.Background(), BuildOptions{
+		SiteDir: site, Image: "notes.example.org/notes", Base: "oci:" + filepath.Join(t.TempDir(), "missing"),
+		To: "oci:" + filepath.Join(t.TempDir(), "layout"),
+	}, nil); err == nil {
+		t.Fatal("a build on a missing base succeeded")
+	}
+	left, err := os.ReadDir(tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range left {
+		if strings.HasPrefix(e.Name(), "notesctl-public-") {
+			t.Errorf("%s is left in the temporary directory", e.Name())
+		}
+	}
+}

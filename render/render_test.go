@@ -527,3 +527,38 @@ func TestRenderProgress(t *testing.T) {
 		t.Errorf("progress counted %d files, the site has %d", len(seen), site.FileCount)
 	}
 }
+
+// TestRenderPublishDir: publishing to a directory on disk gives the same
+// files, byte for byte, as publishing to memory; a directory that is not
+// empty is refused, since a stale file would end up in the image.
+func TestRenderPublishDir(t *testing.T) {
+	src, err := ReadSource(SourceOptions{SiteDir: newSiteRepo(t, "testdata/mini", nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inMemory, err := Render(context.Background(), src, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := readAll(t, inMemory.Files)
+	dir := t.TempDir()
+	onDisk, err := Render(context.Background(), src, Options{PublishDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := readAll(t, onDisk.Files)
+	if len(got) != len(want) || onDisk.FileCount != inMemory.FileCount || onDisk.Bytes != inMemory.Bytes {
+		t.Fatalf("on disk %d files (%d bytes), in memory %d (%d bytes)", len(got), onDisk.Bytes, len(want), inMemory.Bytes)
+	}
+	for p, data := range want {
+		if got[p] != data {
+			t.Errorf("%s differs between disk and memory", p)
+		}
+	}
+	if disk := readAll(t, os.DirFS(dir)); len(disk) != len(want) {
+		t.Errorf("the publish directory holds %d files, the site %d", len(disk), len(want))
+	}
+	if _, err := Render(context.Background(), src, Options{PublishDir: dir}); err == nil || !strings.Contains(err.Error(), "not empty") {
+		t.Errorf("a render into a used publish directory: err = %v; want it refused", err)
+	}
+}
