@@ -215,12 +215,7 @@ func Render(ctx context.Context, src *Source, opts Options) (*Site, error) {
 	if opts.Progress != nil {
 		dest = newPublishCounter(dest, opts.Progress)
 	}
-	var hfs *hugofs.Fs
-	if opts.PublishDir == "" && opts.Progress == nil {
-		hfs = hugofs.NewFrom(mem, configs.LoadingInfo.BaseConfig)
-	} else {
-		hfs = hugofs.NewFromSourceAndDestination(mem, dest, flags)
-	}
+	hfs := hugofs.NewFromSourceAndDestination(mem, dest, flags)
 	sites, err := hugolib.NewHugoSites(deps.DepsCfg{
 		Configs:    configs,
 		Fs:         hfs,

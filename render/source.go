@@ -206,23 +206,27 @@ func OpenSource(opts SourceOptions) (*Source, error) {
 
 	// Only a HEAD build can be dirty: an explicit older revision is read from
 	// the object store whatever the work tree holds.
-	checkClean := func() error {
+	status := func() ([]string, error) {
 		dirty, err := dirtyPaths(wt, prefix)
 		if err != nil {
-			return fmt.Errorf("site repository %s: status: %w", repoRoot, err)
+			return nil, fmt.Errorf("site repository %s: status: %w", repoRoot, err)
 		}
-		if len(dirty) > 0 {
-			return &DirtyError{Dir: siteDir, Paths: dirty}
+		return dirty, nil
+	}
+	checkClean := func() error {
+		dirty, err := status()
+		if err == nil && len(dirty) > 0 {
+			err = &DirtyError{Dir: siteDir, Paths: dirty}
 		}
-		return nil
+		return err
 	}
 	readWorkTree, deferredCheck := false, false
 	switch {
 	case rev != "HEAD":
 	case opts.AllowDirty:
-		dirty, err := dirtyPaths(wt, prefix)
+		dirty, err := status()
 		if err != nil {
-			return nil, fmt.Errorf("site repository %s: status: %w", repoRoot, err)
+			return nil, err
 		}
 		readWorkTree = len(dirty) > 0
 	case opts.CheckCleanOnLoad:
