@@ -178,9 +178,21 @@ func (c *containerd) stop(grace time.Duration) []error {
 	if out, err := exec.Command("runc", "--root", runcState, "list", "-q").Output(); err == nil {
 		for _, id := range strings.Fields(string(out)) {
 			_ = exec.Command("runc", "--root", runcState, "kill", id, "KILL").Run()
-			if out, err := exec.Command("runc", "--root", runcState, "delete", "--force", id).CombinedOutput(); err != nil &&
-				!bytes.Contains(out, []byte("does not exist")) {
-				errs = append(errs, fmt.Errorf("runc delete %s: %v: %s", id, err, bytes.TrimSpace(out)))
+			// A container that stops during delete --force makes runc
+			// fail its freeze ("invalid state transition from stopped to
+			// paused"); deleting it again, stopped, succeeds.
+			var lastErr error
+			for attempt := 0; attempt < 5; attempt++ {
+				out, err := exec.Command("runc", "--root", runcState, "delete", "--force", id).CombinedOutput()
+				if err == nil || bytes.Contains(out, []byte("does not exist")) {
+					lastErr = nil
+					break
+				}
+				lastErr = fmt.Errorf("runc delete %s: %v: %s", id, err, bytes.TrimSpace(out))
+				time.Sleep(100 * time.Millisecond)
+			}
+			if lastErr != nil {
+				errs = append(errs, lastErr)
 			}
 		}
 	}
