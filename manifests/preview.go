@@ -112,7 +112,11 @@ func (o *PreviewOptions) resolve() error {
 }
 
 func (o *PreviewOptions) suffix() string           { return fmt.Sprintf("-pr-%d", o.Number) }
-func (o *PreviewOptions) previewNamespace() string { return o.Namespace + o.suffix() }
+func (o *PreviewOptions) previewNamespace() string { return PreviewNamespace(o.Namespace, o.Number) }
+
+// PreviewNamespace is the namespace pull request n's preview of an app in
+// namespace runs in: <namespace>-pr-<n>.
+func PreviewNamespace(namespace string, n int) string { return fmt.Sprintf("%s-pr-%d", namespace, n) }
 
 // PreviewURL is the address of pull request n's preview under domain:
 // https://pr-<n>.<domain>/.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/notesctl/notesctl/manifests"
 	"github.com/notesctl/notesctl/manifests/gitops"
+	"github.com/notesctl/notesctl/pipeline/rollout"
 )
 
 // PreviewOptions are the inputs of a preview, a close or a TTL sweep.
@@ -33,6 +34,10 @@ type PreviewOptions struct {
 	// AppPath is the app's directory in the GitOps repository; default
 	// ./apps/notes.
 	AppPath string
+	// Wait, when set, follows the GitOps commit into the cluster (Preview
+	// and ClosePreview): Flux's previews Kustomization (Wait.Kustomization)
+	// applies it, and the preview's Deployment runs the image, or is pruned.
+	Wait *rollout.Options
 }
 
 // PreviewResult is what a preview, close or sweep did.
@@ -41,8 +46,10 @@ type PreviewResult struct {
 	URL    string       `json:"previewURL,omitempty"`
 	Build  *BuildResult `json:"build,omitempty"`
 	// Dir is the overlay directory in the GitOps repository.
-	Dir    string `json:"dir,omitempty"`
-	Commit string `json:"gitopsCommit,omitempty"`
+	Dir string `json:"dir,omitempty"`
+	// Namespace is the preview's own (deployed or closed), when known.
+	Namespace string `json:"namespace,omitempty"`
+	Commit    string `json:"gitopsCommit,omitempty"`
 	// Changed says whether the GitOps repository changed.
 	Changed bool `json:"changed"`
 	// Closed lists the previews removed (Close, Expire).
@@ -50,6 +57,8 @@ type PreviewResult struct {
 	Files  []string `json:"files,omitempty"`
 	// Diff is the change to previews/, unified.
 	Diff string `json:"diff,omitempty"`
+	// Rollout is what --wait saw applied.
+	Rollout *rollout.Result `json:"rollout,omitempty"`
 }
 
 // Preview renders the pull request's head with the preview's baseURL,
@@ -80,12 +89,14 @@ func Preview(ctx context.Context, opts PreviewOptions, sink Sink) (*PreviewResul
 	}
 	res.Build = built
 	r := newRunner(sink)
+	var namespace string // the preview's own
 	err = r.stage(StageUpdate, func() (string, error) {
 		cr, err := gitops.Commit(ctx, opts.GitOps, func(fs billy.Filesystem, _ gitops.CommitInfo) (string, bool, error) {
 			po, err := previewOverlay(fs, opts, built, host)
 			if err != nil {
 				return "", false, err
 			}
+			namespace = manifests.PreviewNamespace(po.Namespace, po.Number)
 			before := snapshotDir(fs, manifests.PreviewsDir)
 			if _, err := manifests.WritePreview(fs, po); err != nil {
 				return "", false, err
@@ -106,6 +117,14 @@ func Preview(ctx context.Context, opts PreviewOptions, sink Sink) (*PreviewResul
 	})
 	if err != nil {
 		return res, err
+	}
+	// Unchanged, the tip still may not be applied yet: it is waited for too.
+	res.Namespace = namespace
+	if opts.Wait != nil && res.Commit != "" {
+		target := rollout.Target{Branch: gitopsBranch(opts.GitOps), Commit: res.Commit, Image: built.Image, Namespace: namespace}
+		if res.Rollout, err = waitRollout(ctx, r, *opts.Wait, opts.GitOps, target); err != nil {
+			return res, err
+		}
 	}
 	return res, nil
 }
@@ -171,6 +190,7 @@ func ExpirePreviews(ctx context.Context, opts PreviewOptions, ttl time.Duration,
 func closePreviews(ctx context.Context, opts PreviewOptions, sink Sink, pick func([]manifests.PreviewInfo) []int) (*PreviewResult, error) {
 	res := &PreviewResult{Number: opts.Number}
 	r := newRunner(sink)
+	var namespace string // the closed preview's, when the app is readable
 	err := r.stage(StageUpdate, func() (string, error) {
 		var closed []int
 		cr, err := gitops.Commit(ctx, opts.GitOps, func(fs billy.Filesystem, _ gitops.CommitInfo) (string, bool, error) {
@@ -178,6 +198,9 @@ func closePreviews(ctx context.Context, opts PreviewOptions, sink Sink, pick fun
 			all, err := manifests.Previews(fs)
 			if err != nil {
 				return "", false, err
+			}
+			if app, err := manifests.ReadApp(fs, appPath(opts)); err == nil && opts.Number > 0 {
+				namespace = manifests.PreviewNamespace(app.Namespace, opts.Number)
 			}
 			before := snapshotDir(fs, manifests.PreviewsDir)
 			defer func() { res.Diff = dirDiff(before, snapshotDir(fs, manifests.PreviewsDir)) }()
@@ -209,6 +232,15 @@ func closePreviews(ctx context.Context, opts PreviewOptions, sink Sink, pick fun
 		}
 		return fmt.Sprintf("commit %s closes %d preview(s)", shortHash(cr.Hash), len(closed)), nil
 	})
+	res.Namespace = namespace
+	if err != nil || opts.Wait == nil || res.Commit == "" {
+		return res, err
+	}
+	// The wait ends when Flux applied the commit: its pruning removed the
+	// preview's objects from the Kustomization's inventory ("applied no
+	// Deployment in namespace ...").
+	target := rollout.Target{Branch: gitopsBranch(opts.GitOps), Commit: res.Commit, Namespace: namespace}
+	res.Rollout, err = waitRollout(ctx, r, *opts.Wait, opts.GitOps, target)
 	return res, err
 }
 

@@ -104,8 +104,10 @@ func resolveCommit(siteDir, revision string) (string, error) {
 
 // finish opens or updates the one pull request of the branch, with the
 // GitOps diff in its body, asks for auto-merge, and with wait waits for the
-// merge (and then, with cluster options, for Flux and the rollout).
-func (p *gitopsPR) finish(ctx context.Context, a *app, title, diff string, autoMerge bool, wait *rollout.Options, image string) (*forge.PR, error) {
+// merge (and then, with cluster options, for Flux and the rollout of
+// target: its Image, in its Namespace when set; the merge commit on the base
+// branch is what Flux must apply).
+func (p *gitopsPR) finish(ctx context.Context, a *app, title, diff string, autoMerge bool, wait *rollout.Options, target rollout.Target) (*forge.PR, error) {
 	if p.created && strings.TrimSpace(diff) == "" {
 		// The branch is the base's tip: nothing to propose.
 		a.logf("no GitOps change: no pull request")
@@ -158,7 +160,8 @@ func (p *gitopsPR) finish(ctx context.Context, a *app, title, diff string, autoM
 	if _, _, err := c.RequestReconcile(wctx); err != nil {
 		return pr, err
 	}
-	if _, err := c.Wait(wctx, rollout.Target{Branch: p.base, Commit: pr.MergeCommit, Image: image}, func(msg string) { a.logf("rollout: %s", msg) }); err != nil {
+	target.Branch, target.Commit = p.base, pr.MergeCommit
+	if _, err := c.Wait(wctx, target, func(msg string) { a.logf("rollout: %s", msg) }); err != nil {
 		return pr, err
 	}
 	return pr, nil

@@ -1,12 +1,17 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/types"
+
 	"github.com/notesctl/notesctl/internal/giteaenv"
+	"github.com/notesctl/notesctl/internal/kubeenv"
 	"github.com/notesctl/notesctl/internal/regserver"
 )
 
@@ -105,5 +110,60 @@ func TestGitOpsPROnProtectedGitea(t *testing.T) {
 	giteaenv.Git(t, clone, "fsck", "--strict")
 	if d := deployedIn(t, clone, "main"); !strings.Contains(d, ":main-"+sha7+"-") || !strings.Contains(d, "@sha256:") {
 		t.Errorf("after the merge main deploys %s, want the release of %s by digest", d, sha7)
+	}
+}
+
+// TestGitOpsPRWaitsForFlux: with the GitOps branch protected on a real
+// Gitea and the real Flux controllers following it, release --gitops-pr
+// --auto-merge --wait returns only when Gitea has merged the pull request,
+// Flux has applied the merge commit, and the Deployment runs the release.
+func TestGitOpsPRWaitsForFlux(t *testing.T) {
+	gitea := giteaenv.Start(t, giteaenv.Options{NoRunner: true})
+	env := kubeenv.Start(t, kubeenv.Options{Flux: true, SimulateRollouts: true})
+	reg := regserver.InProcess(t, regserver.InProcessOptions{})
+	f := &fluxSetup{env: env, reg: reg, image: reg.Host + "/acme/notes", gitopsURL: gitea.CloneURL("gitops"), site: newSite(t)}
+
+	gitea.CreateRepo(t, "gitops")
+	dir := scaffold(t, f.image, f.gitopsURL)
+	giteaenv.Git(t, dir, "init", "-q", "-b", "main")
+	giteaenv.Commit(t, dir, "scaffold")
+	gitea.Push(t, dir, "gitops", "main")
+	gitea.ProtectBranch(t, "gitops", "main")
+	f.follow(t, dir)
+
+	sha7 := gitOut(t, f.site, "rev-parse", "--short=7", "HEAD")
+	start := time.Now()
+	r := notesctl(t, f.site, []string{"NOTESCTL_GITOPS_PASSWORD=" + gitea.Token, "NOTESCTL_FORGE_TOKEN=" + gitea.Token}, "",
+		"release", "--image", f.image, "--base", "scratch", "--gitops", f.gitopsURL, "--gitops-username", giteaenv.Owner,
+		"--forge", "gitea", "--gitops-pr", "--auto-merge", "--wait", "--kubeconfig", env.Kubeconfig, "--timeout", "120s")
+	mustSucceed(t, r)
+	t.Logf("release --gitops-pr --auto-merge --wait returned after %s", time.Since(start).Round(time.Millisecond))
+	if !strings.Contains(r.stdout, "gitops-pr: ") || !strings.Contains(r.stdout, ", merged)") {
+		t.Errorf("the output does not report the merged pull request:\n%s", r.stdout)
+	}
+	if strings.Contains(r.all(), gitea.Token) {
+		t.Errorf("the token shows in the output:\n%s", r.all())
+	}
+
+	// When notesctl returns, Flux has applied main's tip, the merge commit,
+	// and the Deployment runs the release by digest.
+	tip := strings.Fields(giteaenv.Git(t, dir, "ls-remote", gitea.AuthURL("gitops"), "refs/heads/main"))[0]
+	prs, err := gitea.PullRequests("gitops", "all")
+	if err != nil || len(prs) != 1 || !prs[0].Merged {
+		t.Fatalf("pull requests: %+v, %v; want one, merged", prs, err)
+	}
+	ks := kustomization(t, env)
+	if !strings.Contains(ks.Status.LastAppliedRevision, tip) {
+		t.Errorf("Flux applied %q, want main's tip %s (the merge)", ks.Status.LastAppliedRevision, tip)
+	}
+	dep := &appsv1.Deployment{}
+	if err := env.Client.Get(context.Background(), types.NamespacedName{Namespace: "notes", Name: "notes"}, dep); err != nil {
+		t.Fatal(err)
+	}
+	if img := dep.Spec.Template.Spec.Containers[0].Image; !strings.Contains(img, ":main-"+sha7+"-") || !strings.Contains(img, "@sha256:") {
+		t.Errorf("the Deployment runs %s, want the release of %s by digest", img, sha7)
+	}
+	if dep.Status.ObservedGeneration != dep.Generation || dep.Status.UpdatedReplicas != *dep.Spec.Replicas {
+		t.Errorf("the Deployment is not rolled out: %+v", dep.Status)
 	}
 }

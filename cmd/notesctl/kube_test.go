@@ -20,9 +20,7 @@ import (
 	sourcev1 "github.com/fluxcd/source-controller/api/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/notesctl/notesctl/internal/gitserver"
@@ -51,42 +49,23 @@ func startFlux(t *testing.T) *fluxSetup {
 	scaffold := t.TempDir()
 	mustSucceed(t, notesctl(t, scaffold, nil, "", "manifests", "init", "--dir", ".", "--image", f.image, "--git-url", f.gitopsURL))
 	gitserver.SeedBareRepo(t, gs.RepoPath("gitops.git"), "main", scaffold)
-
-	// Install what a Flux bootstrap would: the GitRepository and the
-	// Kustomization from the scaffold.
-	for _, name := range []string{"gitrepository.yaml", "sync.yaml"} {
-		applyFile(t, env, filepath.Join(scaffold, "flux", "notes", name))
-	}
-	// Flux applies the scaffold itself before any release.
-	waitFor(t, 60*time.Second, "the scaffold applied", func() (bool, string) {
-		ks := kustomization(t, env)
-		ready := apimeta.FindStatusCondition(ks.Status.Conditions, meta.ReadyCondition)
-		return ready != nil && ready.Status == "True" && ks.Status.LastAppliedRevision != "", describe(ks)
-	})
+	f.follow(t, scaffold)
 	return f
 }
 
-func applyFile(t *testing.T, env *kubeenv.Env, path string) {
+// follow installs what a Flux bootstrap would, the GitRepository and the
+// Kustomization from the scaffold (already pushed to f.gitopsURL), and
+// waits until Flux has applied the scaffold itself.
+func (f *fluxSetup) follow(t *testing.T, scaffold string) {
 	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
+	for _, name := range []string{"gitrepository.yaml", "sync.yaml"} {
+		f.env.ApplyFile(t, filepath.Join(scaffold, "flux", "notes", name))
 	}
-	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(string(data)), 4096)
-	for {
-		u := &unstructured.Unstructured{}
-		if err := dec.Decode(&u.Object); err != nil {
-			break
-		}
-		if len(u.Object) == 0 {
-			continue
-		}
-		// Short intervals: the test proves the requestedAt path, so the
-		// interval only has to be long enough not to be what applies.
-		if err := env.Client.Create(context.Background(), u); err != nil {
-			t.Fatalf("create %s %s: %v", u.GetKind(), u.GetName(), err)
-		}
-	}
+	waitFor(t, 60*time.Second, "the scaffold applied", func() (bool, string) {
+		ks := kustomization(t, f.env)
+		ready := apimeta.FindStatusCondition(ks.Status.Conditions, meta.ReadyCondition)
+		return ready != nil && ready.Status == "True" && ks.Status.LastAppliedRevision != "", describe(ks)
+	})
 }
 
 func kustomization(t *testing.T, env *kubeenv.Env) *kustomizev1.Kustomization {

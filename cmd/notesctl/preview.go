@@ -15,6 +15,7 @@ import (
 	"github.com/notesctl/notesctl/manifests/gitops"
 	"github.com/notesctl/notesctl/manifests/gitops/forge"
 	"github.com/notesctl/notesctl/pipeline"
+	"github.com/notesctl/notesctl/pipeline/rollout"
 )
 
 // previewMarker identifies the one pull-request comment a preview keeps up
@@ -28,8 +29,9 @@ func (a *app) previewCommand() *cobra.Command {
 	var ttl time.Duration
 	var domain, appPath, siteRepo string
 	var comment bool
-	var local bool
+	var local, wait bool
 	var prf prFlags
+	var cf clusterFlags
 	cmd := &cobra.Command{
 		Use:   "preview --pr N --preview-domain DOMAIN | --close N | --ttl DURATION",
 		Short: "Deploy a live preview of a pull request, or close previews",
@@ -46,6 +48,11 @@ applies them with pruning.
 --close N removes the overlay (Flux prunes its objects, namespace included).
 --ttl closes every preview whose pull request head commit is older than the
 duration (the overlay records the commit time).
+
+--wait asks Flux to reconcile now and waits until the previews Kustomization
+(--kustomization, default notes-previews) has applied the commit and the
+preview's Deployment runs the new image; with --close, until Flux has pruned
+the preview. With --gitops-pr it first waits for the pull request to merge.
 
 Under GitHub or Gitea Actions on a pull_request event, the event says N:
 a closed pull request closes its preview, any other event deploys it, and
@@ -145,6 +152,15 @@ pushes (token: NOTESCTL_FORGE_TOKEN, else GITHUB_TOKEN or GITEA_TOKEN).`,
 				}
 			}
 			opts := pipeline.PreviewOptions{GitOps: gopts, Domain: domain, AppPath: appPath}
+			var prWait *rollout.Options
+			if wait {
+				w := cf.options(a)
+				opts.Wait = &w
+				if gpr != nil {
+					// --wait waits for the merge, then for Flux.
+					prWait, opts.Wait = opts.Wait, nil
+				}
+			}
 			sink := a.sink()
 			defer a.finish(sink)
 			var res *pipeline.PreviewResult
@@ -180,7 +196,11 @@ pushes (token: NOTESCTL_FORGE_TOKEN, else GITHUB_TOKEN or GITEA_TOKEN).`,
 				if res.Changed {
 					diff = res.Diff
 				}
-				p, err := gpr.finish(cmd.Context(), a, title, diff, prf.autoMerge, nil, "")
+				target := rollout.Target{Namespace: res.Namespace}
+				if res.Build != nil {
+					target.Image = res.Build.Image
+				}
+				p, err := gpr.finish(cmd.Context(), a, title, diff, prf.autoMerge, prWait, target)
 				if err != nil {
 					return err
 				}
@@ -202,7 +222,9 @@ pushes (token: NOTESCTL_FORGE_TOKEN, else GITHUB_TOKEN or GITEA_TOKEN).`,
 	bf.register(cmd)
 	gf.register(cmd)
 	prf.register(cmd)
+	cf.registerFor(cmd, "notes-previews", "Flux Kustomization that applies the previews (manifests init scaffolds NAME-previews)")
 	f := cmd.Flags()
+	f.BoolVar(&wait, "wait", false, "after the commit, ask Flux to reconcile now and wait until the preview runs the new image (or, closing, is pruned)")
 	f.IntVar(&pr, "pr", 0, "pull request number to deploy a preview of (its head: --revision, default HEAD)")
 	f.IntVar(&closeN, "close", 0, "pull request number whose preview to remove")
 	f.DurationVar(&ttl, "ttl", 0, "close every preview whose head commit is older than this, e.g. 168h")
@@ -345,6 +367,7 @@ func (a *app) printPreview(res *pipeline.PreviewResult, closing bool) error {
 			return nil
 		}
 		fmt.Fprintf(a.stdout, "closed: %s\ngitops: commit %s\n", joinInts(res.Closed), res.Commit)
+		a.printPreviewRollout(res)
 		return nil
 	}
 	fmt.Fprintf(a.stdout, "preview-url: %s\n", res.URL)
@@ -354,7 +377,22 @@ func (a *app) printPreview(res *pipeline.PreviewResult, closing bool) error {
 	} else {
 		fmt.Fprintf(a.stdout, "gitops:      %s already deploys this image\n", res.Dir)
 	}
+	a.printPreviewRollout(res)
 	return nil
+}
+
+func (a *app) printPreviewRollout(res *pipeline.PreviewResult) {
+	if res.Rollout == nil {
+		return
+	}
+	line := "rollout: Flux applied " + res.Rollout.Applied
+	if len(res.Rollout.Deployments) > 0 {
+		line += "; " + strings.Join(res.Rollout.Deployments, ", ")
+	}
+	fmt.Fprintln(a.stdout, line)
+	if res.Rollout.Note != "" {
+		fmt.Fprintf(a.stdout, "rollout: %s\n", res.Rollout.Note)
+	}
 }
 
 func joinInts(ns []int) string {

@@ -200,7 +200,7 @@ func TestPreviewOnFlux(t *testing.T) {
 	f := startFlux(t)
 	scaffold := t.TempDir()
 	mustSucceed(t, notesctl(t, scaffold, nil, "", "manifests", "init", "--dir", ".", "--image", f.image, "--git-url", f.gitopsURL))
-	applyFile(t, f.env, filepath.Join(scaffold, "flux", "notes", "previews.yaml"))
+	f.env.ApplyFile(t, filepath.Join(scaffold, "flux", "notes", "previews.yaml"))
 	ctx := context.Background()
 	c := f.env.Client
 	previewsReady := func(want string) func() (bool, string) {
@@ -215,31 +215,60 @@ func TestPreviewOnFlux(t *testing.T) {
 	}
 	waitFor(t, 60*time.Second, "the empty previews list applied", previewsReady(""))
 
-	preview := func(args ...string) string {
+	// preview runs notesctl preview; with wait it passes --wait and
+	// returns when notesctl does, else it asks Flux to reconcile itself.
+	preview := func(wait bool, args ...string) (commit, image string) {
 		t.Helper()
-		r := notesctl(t, f.site, nil, "", append([]string{"--output", "json", "preview", "--image", f.image, "--base", "scratch", "--gitops", f.gitopsURL}, args...)...)
+		args = append([]string{"--output", "json", "preview", "--image", f.image, "--base", "scratch", "--gitops", f.gitopsURL}, args...)
+		if wait {
+			args = append(args, "--wait", "--kubeconfig", f.env.Kubeconfig, "--timeout", "90s")
+		}
+		r := notesctl(t, f.site, nil, "", args...)
 		mustSucceed(t, r)
 		var res struct {
 			Commit string `json:"gitopsCommit"`
+			Build  struct {
+				Image string `json:"image"`
+			} `json:"build"`
+			Rollout *struct {
+				Applied string `json:"lastAppliedRevision"`
+			} `json:"rollout"`
 		}
 		if err := json.Unmarshal([]byte(r.stdout), &res); err != nil || res.Commit == "" {
 			t.Fatalf("preview output %q: %v", r.stdout, err)
 		}
-		requestReconcile(t, c)
-		return res.Commit
+		if wait && (res.Rollout == nil || !strings.Contains(res.Rollout.Applied, res.Commit)) {
+			t.Errorf("preview --wait reports no rollout of %s: %s", res.Commit, r.stdout)
+		}
+		if !wait {
+			requestReconcile(t, c)
+		}
+		return res.Commit, res.Build.Image
 	}
 
+	// Pull request 7's preview, waited for here: the previews Kustomization
+	// then applies two Deployments of the same repository, with two tags.
+	editPage(t, f.site, 7)
+	commit, _ := preview(false, "--pr", "7", "--preview-domain", "preview.example.org")
+	waitFor(t, 90*time.Second, "preview 7 applied", previewsReady(commit))
+
+	// Pull request 12's, with --wait: when notesctl returns, Flux has
+	// applied it and its Deployment runs the image; pull request 7's other
+	// tag does not hold the wait up.
+	editPage(t, f.site, 12)
 	start := time.Now()
-	commit := preview("--pr", "12", "--preview-domain", "preview.example.org")
-	waitFor(t, 90*time.Second, "the preview applied", previewsReady(commit))
-	t.Logf("preview commit %s applied by Flux %s after the command started", commit[:7], time.Since(start).Round(time.Millisecond))
+	commit, image := preview(true, "--pr", "12", "--preview-domain", "preview.example.org")
+	t.Logf("preview --wait returned %s after it started (commit %s)", time.Since(start).Round(time.Millisecond), commit[:7])
+	if ok, s := previewsReady(commit)(); !ok {
+		t.Fatalf("preview --wait returned before Flux applied %s: %s", commit, s)
+	}
 
 	dep := &appsv1.Deployment{}
 	if err := c.Get(ctx, types.NamespacedName{Namespace: "notes-pr-12", Name: "notes-pr-12"}, dep); err != nil {
 		t.Fatalf("the preview Deployment: %v", err)
 	}
-	if img := dep.Spec.Template.Spec.Containers[0].Image; !strings.Contains(img, "/acme/notes:pr-12-") || !strings.Contains(img, "@sha256:") {
-		t.Errorf("the preview runs %s, want the pr-12 image by digest", img)
+	if img := dep.Spec.Template.Spec.Containers[0].Image; img != image || !strings.Contains(img, "/acme/notes:pr-12-") || !strings.Contains(img, "@sha256:") {
+		t.Errorf("the preview runs %s, want %s, the pr-12 image by digest", img, image)
 	}
 	if dep.Spec.Replicas == nil || *dep.Spec.Replicas != 1 {
 		t.Errorf("the preview has %v replicas, want 1", dep.Spec.Replicas)
@@ -256,21 +285,23 @@ func TestPreviewOnFlux(t *testing.T) {
 		t.Errorf("the main site runs %s, a preview image", main.Spec.Template.Spec.Containers[0].Image)
 	}
 
-	commit = preview("--close", "12")
-	waitFor(t, 90*time.Second, "the preview pruned", func() (bool, string) {
-		if ok, s := previewsReady(commit)(); !ok {
-			return false, s
-		}
-		err := c.Get(ctx, types.NamespacedName{Namespace: "notes-pr-12", Name: "notes-pr-12"}, &appsv1.Deployment{})
-		if !apierrors.IsNotFound(err) {
-			return false, fmt.Sprintf("the preview Deployment is still there (%v)", err)
-		}
-		ns := &corev1.Namespace{}
-		err = c.Get(ctx, types.NamespacedName{Name: "notes-pr-12"}, ns)
-		// Without kube-controller-manager a deleted namespace stays
-		// Terminating: deleted is what Flux can do.
-		return apierrors.IsNotFound(err) || ns.DeletionTimestamp != nil, fmt.Sprintf("namespace notes-pr-12: %v %v", err, ns.DeletionTimestamp)
-	})
+	// --close --wait returns when Flux has pruned the preview.
+	commit, _ = preview(true, "--close", "12")
+	if ok, s := previewsReady(commit)(); !ok {
+		t.Fatalf("preview --close --wait returned before Flux applied %s: %s", commit, s)
+	}
+	if err := c.Get(ctx, types.NamespacedName{Namespace: "notes-pr-12", Name: "notes-pr-12"}, &appsv1.Deployment{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the preview Deployment is still there after --close --wait (%v)", err)
+	}
+	ns := &corev1.Namespace{}
+	// Without kube-controller-manager a deleted namespace stays
+	// Terminating: deleted is what Flux can do.
+	if err := c.Get(ctx, types.NamespacedName{Name: "notes-pr-12"}, ns); !apierrors.IsNotFound(err) && ns.DeletionTimestamp == nil {
+		t.Errorf("namespace notes-pr-12 is not deleted after --close --wait: %v", err)
+	}
+	if err := c.Get(ctx, types.NamespacedName{Namespace: "notes-pr-7", Name: "notes-pr-7"}, &appsv1.Deployment{}); err != nil {
+		t.Errorf("closing preview 12 touched preview 7: %v", err)
+	}
 	if err := c.Get(ctx, types.NamespacedName{Namespace: "notes", Name: "notes"}, &appsv1.Deployment{}); err != nil {
 		t.Errorf("closing the preview touched the main site: %v", err)
 	}

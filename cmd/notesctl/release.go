@@ -151,7 +151,7 @@ nothing is committed (the image stays pushed).`,
 			a.finish(sink)
 			if err == nil && gpr != nil {
 				var pr *forge.PR
-				pr, err = gpr.finish(cmd.Context(), a, "Deploy "+res.Build.Image, res.GitOps.Diff, prf.autoMerge, prWait, res.Build.Image)
+				pr, err = gpr.finish(cmd.Context(), a, "Deploy "+res.Build.Image, res.GitOps.Diff, prf.autoMerge, prWait, rollout.Target{Image: res.Build.Image})
 				if pr != nil && a.output != "json" {
 					defer fmt.Fprintf(a.stdout, "gitops-pr: %s (#%d, %s)\n", pr.URL, pr.Number, prState(pr))
 				}

@@ -82,7 +82,7 @@ by the key, or nothing is committed.`,
 				return err
 			}
 			if gpr != nil {
-				pr, err := gpr.finish(cmd.Context(), a, "Roll back to "+res.To, res.GitOps.Diff, prf.autoMerge, prWait, res.To)
+				pr, err := gpr.finish(cmd.Context(), a, "Roll back to "+res.To, res.GitOps.Diff, prf.autoMerge, prWait, rollout.Target{Image: res.To})
 				if err != nil {
 					return err
 				}

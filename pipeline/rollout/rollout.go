@@ -154,6 +154,11 @@ type Target struct {
 	// image-update commit, a concurrent release). Nil: only Commit itself
 	// counts.
 	Contains func(ctx context.Context, commit string) (bool, error)
+	// Namespace, when set, limits the wait to the Deployments in it: a
+	// preview's own namespace, in a Kustomization that applies every open
+	// preview, each with its own tag of the same repository. Empty: every
+	// Deployment of the image repository counts.
+	Namespace string
 }
 
 // Revision is how Flux names the commit on a branch: "<branch>@sha1:<sha>".
@@ -453,9 +458,12 @@ func (c *Client) Wait(ctx context.Context, target Target, progress Progress) (*R
 		progress("Flux applied " + res.Applied + ", which contains " + shortSHA(target.Commit))
 	}
 
-	deployments := inventoryDeployments(ks)
+	deployments := inventoryDeployments(ks, target.Namespace)
 	if len(deployments) == 0 {
 		res.Note = "the Kustomization applied no Deployment"
+		if target.Namespace != "" {
+			res.Note += " in namespace " + target.Namespace
+		}
 		return res, nil
 	}
 	repo := imageRepository(target.Image)
@@ -587,7 +595,7 @@ func describeKustomization(ks *kustomizev1.Kustomization, ready *metav1.Conditio
 
 // inventoryDeployments lists the Deployments the Kustomization applied,
 // from its inventory ("<namespace>_<name>_apps_Deployment").
-func inventoryDeployments(ks *kustomizev1.Kustomization) []types.NamespacedName {
+func inventoryDeployments(ks *kustomizev1.Kustomization, namespace string) []types.NamespacedName {
 	if ks.Status.Inventory == nil {
 		return nil
 	}
@@ -595,6 +603,9 @@ func inventoryDeployments(ks *kustomizev1.Kustomization) []types.NamespacedName 
 	for _, e := range ks.Status.Inventory.Entries {
 		parts := strings.Split(e.ID, "_")
 		if len(parts) != 4 || parts[2] != "apps" || parts[3] != "Deployment" {
+			continue
+		}
+		if namespace != "" && parts[0] != namespace {
 			continue
 		}
 		out = append(out, types.NamespacedName{Namespace: parts[0], Name: parts[1]})
@@ -659,7 +670,7 @@ func (c *Client) Status(ctx context.Context, imageRepo string) (*ClusterStatus, 
 			st.Message = ready.Reason + ": " + ready.Message
 		}
 	}
-	for _, dk := range inventoryDeployments(ks) {
+	for _, dk := range inventoryDeployments(ks, "") {
 		u, err := c.dyn.Resource(deploymentsGVR).Namespace(dk.Namespace).Get(ctx, dk.Name, metav1.GetOptions{})
 		if err != nil {
 			return nil, fmt.Errorf("Deployment %s: %w", dk, err)

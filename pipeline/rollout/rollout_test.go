@@ -513,3 +513,32 @@ func TestImageRepository(t *testing.T) {
 		}
 	}
 }
+
+// TestInventoryDeployments: a preview's wait looks only at the Deployments
+// in its own namespace; the previews Kustomization applies every open
+// preview, each running its own tag of the same repository.
+func TestInventoryDeployments(t *testing.T) {
+	ks := &kustomizev1.Kustomization{Status: kustomizev1.KustomizationStatus{Inventory: &kustomizev1.ResourceInventory{Entries: []kustomizev1.ResourceRef{
+		{ID: "notes-pr-7_notes-pr-7_apps_Deployment", Version: "v1"},
+		{ID: "notes-pr-12_notes-pr-12_apps_Deployment", Version: "v1"},
+		{ID: "notes-pr-12_notes-pr-12__Service", Version: "v1"},
+		{ID: "_notes-pr-12__Namespace", Version: "v1"},
+	}}}}
+	tests := []struct {
+		namespace string
+		want      string
+	}{
+		{"", "notes-pr-12/notes-pr-12 notes-pr-7/notes-pr-7"},
+		{"notes-pr-12", "notes-pr-12/notes-pr-12"},
+		{"notes-pr-3", ""},
+	}
+	for _, tt := range tests {
+		var got []string
+		for _, d := range inventoryDeployments(ks, tt.namespace) {
+			got = append(got, d.String())
+		}
+		if strings.Join(got, " ") != tt.want {
+			t.Errorf("namespace %q: %v, want %q", tt.namespace, got, tt.want)
+		}
+	}
+}
