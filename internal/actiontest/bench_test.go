@@ -52,22 +52,7 @@ func TestBenchActions(t *testing.T) {
 	repos := map[string]string{"notesctl": "bench-notes", "hugo": "bench-hugo"}
 	dirs := map[string]string{"notesctl": notes, "hugo": hugo}
 	times := map[string][]time.Duration{}
-	// edit changes one page and commits, so every run renders and (for
-	// notesctl) pushes an image and commits to GitOps.
-	edit := func(name string, i int) {
-		p := filepath.Join(dirs[name], "content/day1/01_keynote.md")
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b = append(b, []byte(fmt.Sprintf("\nEdit %d.\n", i))...)
-		if err := os.WriteFile(p, b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := sitegit.CommitAll(dirs[name], fmt.Sprintf("edit %d", i), next()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	edit := func(name string, i int) { editPage(t, dirs[name], i, next()) }
 	order := []string{"notesctl", "hugo"}
 	for i := 0; i <= n; i++ { // run 0 is the untimed warm-up
 		for _, name := range order {
@@ -89,10 +74,8 @@ func TestBenchActions(t *testing.T) {
 		order[0], order[1] = order[1], order[0] // alternate who goes first
 	}
 	for _, name := range []string{"notesctl", "hugo"} {
-		ts := times[name]
-		sort.Slice(ts, func(i, j int) bool { return ts[i] < ts[j] })
-		fmt.Printf("bench-actions: %-8s median %.2fs (min %.2fs, max %.2fs, n=%d)\n", name,
-			ts[len(ts)/2].Seconds(), ts[0].Seconds(), ts[len(ts)-1].Seconds(), len(ts))
+		median, lo, hi := spread(times[name])
+		fmt.Printf("bench-actions: %-8s median %.2fs (min %.2fs, max %.2fs, n=%d)\n", name, median, lo, hi, len(times[name]))
 	}
 	if cold {
 		dir := h.siteRepo(t, "bench-cold", "main", next(), nil)
@@ -115,4 +98,27 @@ func warmup(i int) string {
 		return "(warm-up)"
 	}
 	return ""
+}
+
+// editPage appends a line to a page of the site in dir and commits it at
+// at, so that every run renders, pushes an image and commits to GitOps.
+func editPage(t *testing.T, dir string, i int, at time.Time) {
+	t.Helper()
+	p := filepath.Join(dir, "content/day1/01_keynote.md")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, append(b, fmt.Sprintf("\nEdit %d.\n", i)...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sitegit.CommitAll(dir, fmt.Sprintf("edit %d", i), at); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// spread sorts ds and returns its median, minimum and maximum in seconds.
+func spread(ds []time.Duration) (median, lo, hi float64) {
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	return ds[len(ds)/2].Seconds(), ds[0].Seconds(), ds[len(ds)-1].Seconds()
 }
