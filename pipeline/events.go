@@ -93,10 +93,11 @@ type ProgressMeter struct {
 // pages-07 1.2/3.0 MiB": an upload event updates them and keeps the line
 // of the sums it last had.
 func (m *ProgressMeter) Describe(e Event) string {
+	if m.sumsStage != e.Stage {
+		// A new stage: the last one's sums and layers in flight are over.
+		m.sumsStage, m.sumsLine, m.uploads = e.Stage, "", nil
+	}
 	if e.UploadLayer != "" {
-		if m.sumsStage != e.Stage {
-			m.sumsStage, m.sumsLine, m.uploads = e.Stage, "", nil
-		}
 		if m.uploads == nil {
 			m.uploads = map[string][2]int64{}
 		}
@@ -108,9 +109,6 @@ func (m *ProgressMeter) Describe(e Event) string {
 		return m.sumsLine + m.uploadsSuffix()
 	}
 	line := m.describe(e)
-	if m.sumsStage != e.Stage {
-		m.sumsStage, m.uploads = e.Stage, nil
-	}
 	m.sumsLine = line
 	return line + m.uploadsSuffix()
 }

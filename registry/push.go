@@ -345,19 +345,11 @@ func (s *session) publish(repo name.Repository, dest string, art Artifact, tags 
 // blob another push is still linking (CNCF Distribution's filesystem
 // storage writes repository links in place), and the next look finds it.
 func (s *session) writeRetrying(ref name.Tag, art Artifact) error {
-	policy := s.opts.Retry.withDefaults()
-	for attempt := 1; ; attempt++ {
-		err := s.write(ref, art)
-		if err == nil || !manifestBlobUnknown(err) || attempt >= policy.Attempts || s.ctx.Err() != nil {
-			return err
-		}
-		wait := policy.backoff(attempt)
-		s.rt.logf("the registry refused the manifest of %s for a blob it does not see (%v); pushing again in %s (attempt %d of %d)",
-			ref, err, wait.Round(time.Millisecond), attempt+1, policy.Attempts)
-		if err := s.rt.sleep(s.ctx, wait); err != nil {
-			return err
-		}
-	}
+	return retryBlobUnknown(s.ctx, s.opts.Retry, func() error { return s.write(ref, art) }, s.rt.sleep,
+		func(err error, wait time.Duration, next, attempts int) {
+			s.rt.logf("the registry refused the manifest of %s for a blob it does not see (%v); pushing again in %s (attempt %d of %d)",
+				ref, err, wait.Round(time.Millisecond), next, attempts)
+		})
 }
 
 // RetryBlobUnknown runs put (an upload of blobs, then of a manifest that
@@ -366,13 +358,24 @@ func (s *session) writeRetrying(ref name.Tag, art Artifact) error {
 // describes. Referrer pushes use it: concurrent releases all upload the
 // same empty config blob.
 func RetryBlobUnknown(ctx context.Context, policy RetryPolicy, put func() error) error {
+	return retryBlobUnknown(ctx, policy, put, sleepCtx, nil)
+}
+
+// retryBlobUnknown is RetryBlobUnknown with the sleep (the fault tests'
+// clock) and a report of each retry (nil: none) given.
+func retryBlobUnknown(ctx context.Context, policy RetryPolicy, put func() error,
+	sleep func(context.Context, time.Duration) error, onRetry func(err error, wait time.Duration, next, attempts int)) error {
 	policy = policy.withDefaults()
 	for attempt := 1; ; attempt++ {
 		err := put()
 		if err == nil || !manifestBlobUnknown(err) || attempt >= policy.Attempts || ctx.Err() != nil {
 			return err
 		}
-		if err := sleepCtx(ctx, policy.backoff(attempt)); err != nil {
+		wait := policy.backoff(attempt)
+		if onRetry != nil {
+			onRetry(err, wait, attempt+1, policy.Attempts)
+		}
+		if err := sleep(ctx, wait); err != nil {
 			return err
 		}
 	}
