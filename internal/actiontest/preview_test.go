@@ -1,6 +1,7 @@
 package actiontest
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -8,17 +9,36 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+
 	"github.com/notesctl/notesctl/internal/giteaenv"
+	"github.com/notesctl/notesctl/internal/kubeenv"
 	"github.com/notesctl/notesctl/internal/sitegit"
 )
 
 // TestPreviewOnGitea runs the preview workflow (testdata/workflows/
-// gitea-preview.yml) on a real Gitea and runner: opening a pull request on
-// the site repository pushes the preview image, commits previews/pr-N/ to the
-// GitOps repository and leaves one comment with the URL; a second push to
-// the pull request updates the same comment; closing it removes the overlay.
+// gitea-preview.yml) on a real Gitea and runner, with the action's wait
+// input and the real Flux source- and kustomize-controller following the
+// GitOps repository on that Gitea: opening a pull request on the site
+// repository pushes the preview image, commits previews/pr-N/ to the GitOps
+// repository, and the run ends when Flux has applied it and the preview's
+// Deployment runs the image; it leaves one comment with the URL. A second
+// push to the pull request updates the same comment; closing it removes the
+// overlay, and the run ends when Flux has pruned the preview.
 func TestPreviewOnGitea(t *testing.T) {
 	h := newHarness(t, giteaenv.Options{})
+	env := kubeenv.Start(t, kubeenv.Options{Flux: true, SimulateRollouts: true})
+	kubeconfig, err := os.ReadFile(env.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gitops := filepath.Join(t.TempDir(), "g")
+	run(t, filepath.Dir(gitops), "git", "clone", "--quiet", h.gitea.CloneURL(gitopsRepo), "g")
+	for _, name := range []string{"gitrepository.yaml", "previews.yaml"} {
+		env.ApplyFile(t, filepath.Join(gitops, "flux", "notes", name))
+	}
 	wf, err := os.ReadFile(filepath.Join(repoRoot(t), "testdata/workflows/gitea-preview.yml"))
 	if err != nil {
 		t.Fatal(err)
@@ -27,7 +47,22 @@ func TestPreviewOnGitea(t *testing.T) {
 	const repo = "site-previews"
 	site := h.siteRepo(t, repo, release, sitegit.Epoch.Add(time.Hour), nil)
 	h.gitea.SetVariable(t, repo, "PREVIEW_DOMAIN", "preview.example.org")
+	h.gitea.SetVariable(t, repo, "WAIT", "true")
+	h.gitea.SetSecret(t, repo, "KUBECONFIG", string(kubeconfig))
 	h.gitea.Push(t, site, repo, "main")
+	// deployed returns the image the preview's Deployment runs ("" when
+	// there is none).
+	deployed := func(n int) string {
+		t.Helper()
+		dep := &appsv1.Deployment{}
+		key := types.NamespacedName{Namespace: "notes-pr-" + itoa(n), Name: "notes-pr-" + itoa(n)}
+		if err := env.Client.Get(context.Background(), key, dep); apierrors.IsNotFound(err) {
+			return ""
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return dep.Spec.Template.Spec.Containers[0].Image
+	}
 
 	g := h.gitea
 	edit := func(n int) {
@@ -58,6 +93,9 @@ func TestPreviewOnGitea(t *testing.T) {
 	if r.outputs["PREVIEW_URL"] != url || !strings.Contains(r.outputs["IMAGE"], ":pr-"+itoa(pr.Number)+"-") {
 		t.Errorf("outputs %v: want preview-url %s and the pr- image", r.outputs, url)
 	}
+	if got := deployed(pr.Number); got != r.outputs["IMAGE"] {
+		t.Errorf("when the run ended the preview ran %q, want %q (wait: true)", got, r.outputs["IMAGE"])
+	}
 	overlay := func() string {
 		t.Helper()
 		dir := t.TempDir()
@@ -87,7 +125,11 @@ func TestPreviewOnGitea(t *testing.T) {
 	edit(2)
 	after, _ = g.LastRunID(repo)
 	g.Push(t, site, repo, "fix")
-	h.wait(t, repo, after).mustConclude(t, "success")
+	r = h.wait(t, repo, after)
+	r.mustConclude(t, "success")
+	if got := deployed(pr.Number); got != r.outputs["IMAGE"] || got == "" {
+		t.Errorf("after the second push the preview runs %q, want %q", got, r.outputs["IMAGE"])
+	}
 	head = strings.TrimSpace(giteaenv.Git(t, site, "rev-parse", "--short=7", "HEAD"))
 	cs = comments()
 	if len(cs) != 1 || cs[0].ID != first || !strings.Contains(cs[0].Body, head) {
@@ -103,6 +145,9 @@ func TestPreviewOnGitea(t *testing.T) {
 	h.wait(t, repo, after).mustConclude(t, "success")
 	if o := overlay(); o != "" {
 		t.Errorf("the overlay is still there after the pull request closed:\n%s", o)
+	}
+	if got := deployed(pr.Number); got != "" {
+		t.Errorf("when the closing run ended the preview still ran %s, want it pruned", got)
 	}
 	if cs := comments(); len(cs) != 1 || !strings.Contains(cs[0].Body, "closed") {
 		t.Errorf("comments after closing: %+v", cs)
