@@ -28,6 +28,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 
 	"github.com/notesctl/notesctl/internal/giteaenv"
+	"github.com/notesctl/notesctl/internal/kubeenv"
 	"github.com/notesctl/notesctl/internal/regserver"
 	"github.com/notesctl/notesctl/internal/sitegit"
 	"github.com/notesctl/notesctl/internal/testenv"
@@ -505,4 +506,31 @@ func assertSameFiles(t *testing.T, got, want map[string][]byte) {
 func short(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:6])
+}
+
+// startFlux starts a cluster with the Flux source- and kustomize-controller
+// and creates the scaffold's Flux objects named (files of flux/notes/ in the
+// GitOps repository on the Gitea), so that Flux follows that repository.
+func (h *harness) startFlux(t *testing.T, files ...string) *kubeenv.Env {
+	t.Helper()
+	env := kubeenv.Start(t, kubeenv.Options{Flux: true, SimulateRollouts: true})
+	dir := t.TempDir()
+	run(t, dir, "git", "clone", "--quiet", h.gitea.CloneURL(gitopsRepo), "g")
+	for _, name := range files {
+		env.ApplyFile(t, filepath.Join(dir, "g", "flux", "notes", name))
+	}
+	return env
+}
+
+// waitOnFlux has repo's workflows run the action with wait: true and the
+// cluster's kubeconfig as a secret (the workflows read vars.WAIT and
+// secrets.KUBECONFIG).
+func (h *harness) waitOnFlux(t *testing.T, repo string, env *kubeenv.Env) {
+	t.Helper()
+	kubeconfig, err := os.ReadFile(env.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.gitea.SetVariable(t, repo, "WAIT", "true")
+	h.gitea.SetSecret(t, repo, "KUBECONFIG", string(kubeconfig))
 }

@@ -14,7 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/notesctl/notesctl/internal/giteaenv"
-	"github.com/notesctl/notesctl/internal/kubeenv"
 	"github.com/notesctl/notesctl/internal/sitegit"
 )
 
@@ -38,19 +37,9 @@ func TestBenchPreviewFlux(t *testing.T) {
 		t.Skip("a benchmark: run bench/preview.sh (NOTESCTL_BENCH_PREVIEW=N)")
 	}
 	h := newHarness(t, giteaenv.Options{})
-	env := kubeenv.Start(t, kubeenv.Options{Flux: true, SimulateRollouts: true})
-	kubeconfig, err := os.ReadFile(env.Kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-
 	// Flux follows the GitOps repository on the Gitea: the scaffold's
 	// GitRepository, its Kustomization and the previews Kustomization.
-	gitops := filepath.Join(t.TempDir(), "g")
-	run(t, filepath.Dir(gitops), "git", "clone", "--quiet", h.gitea.CloneURL(gitopsRepo), "g")
-	for _, name := range []string{"gitrepository.yaml", "sync.yaml", "previews.yaml"} {
-		env.ApplyFile(t, filepath.Join(gitops, "flux", "notes", name))
-	}
+	env := h.startFlux(t, "gitrepository.yaml", "sync.yaml", "previews.yaml")
 
 	previewWF, err := os.ReadFile(filepath.Join(repoRoot(t), "testdata/workflows/gitea-preview.yml"))
 	if err != nil {
@@ -67,8 +56,7 @@ func TestBenchPreviewFlux(t *testing.T) {
 	})
 	g := h.gitea
 	g.SetVariable(t, repo, "PREVIEW_DOMAIN", "preview.example.org")
-	g.SetVariable(t, repo, "WAIT", "true")
-	g.SetSecret(t, repo, "KUBECONFIG", string(kubeconfig))
+	h.waitOnFlux(t, repo, env)
 
 	edit := func(i int) { editPage(t, site, i, next()) }
 	// runs checks that Deployment key runs the run's image output.

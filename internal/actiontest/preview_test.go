@@ -14,7 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/notesctl/notesctl/internal/giteaenv"
-	"github.com/notesctl/notesctl/internal/kubeenv"
 	"github.com/notesctl/notesctl/internal/sitegit"
 )
 
@@ -29,16 +28,7 @@ import (
 // overlay, and the run ends when Flux has pruned the preview.
 func TestPreviewOnGitea(t *testing.T) {
 	h := newHarness(t, giteaenv.Options{})
-	env := kubeenv.Start(t, kubeenv.Options{Flux: true, SimulateRollouts: true})
-	kubeconfig, err := os.ReadFile(env.Kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gitops := filepath.Join(t.TempDir(), "g")
-	run(t, filepath.Dir(gitops), "git", "clone", "--quiet", h.gitea.CloneURL(gitopsRepo), "g")
-	for _, name := range []string{"gitrepository.yaml", "previews.yaml"} {
-		env.ApplyFile(t, filepath.Join(gitops, "flux", "notes", name))
-	}
+	env := h.startFlux(t, "gitrepository.yaml", "previews.yaml")
 	wf, err := os.ReadFile(filepath.Join(repoRoot(t), "testdata/workflows/gitea-preview.yml"))
 	if err != nil {
 		t.Fatal(err)
@@ -47,8 +37,7 @@ func TestPreviewOnGitea(t *testing.T) {
 	const repo = "site-previews"
 	site := h.siteRepo(t, repo, release, sitegit.Epoch.Add(time.Hour), nil)
 	h.gitea.SetVariable(t, repo, "PREVIEW_DOMAIN", "preview.example.org")
-	h.gitea.SetVariable(t, repo, "WAIT", "true")
-	h.gitea.SetSecret(t, repo, "KUBECONFIG", string(kubeconfig))
+	h.waitOnFlux(t, repo, env)
 	h.gitea.Push(t, site, repo, "main")
 	// deployed returns the image the preview's Deployment runs ("" when
 	// there is none).
