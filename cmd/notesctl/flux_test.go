@@ -334,17 +334,23 @@ func TestFluxImageAutomation(t *testing.T) {
 		ref := strings.TrimSpace(r.stdout) // repo:tag@digest
 		_, tag, digest := splitRef(t, ref)
 		waitPolicy(t, f.env, "notes", tag, digest)
+		// The automation may first commit an image the policy chose
+		// before (its own interval): wait for the commit of this build.
 		var head string
+		var deploy []byte
 		waitFor(t, 60*time.Second, "image-automation-controller to commit the build", func() (bool, string) {
 			head = f.gitopsHead(t)
-			return head != before, "GitOps head " + head
+			if head == before {
+				return false, "GitOps head " + head
+			}
+			clone := t.TempDir()
+			gitserver.CloneWorktree(t, f.gs.RepoPath("gitops.git"), clone, "main")
+			var err error
+			if deploy, err = os.ReadFile(filepath.Join(clone, "apps", "notes", "deployment.yaml")); err != nil {
+				t.Fatal(err)
+			}
+			return strings.Contains(string(deploy), "image: "+ref+" "), "GitOps head " + head + " does not deploy " + ref
 		})
-		clone := t.TempDir()
-		gitserver.CloneWorktree(t, f.gs.RepoPath("gitops.git"), clone, "main")
-		deploy, err := os.ReadFile(filepath.Join(clone, "apps", "notes", "deployment.yaml"))
-		if err != nil {
-			t.Fatal(err)
-		}
 		var pol imagev1.ImagePolicy
 		getObj(t, f.env, "notes", &pol)
 		want := pol.Status.LatestRef.String()
